@@ -1,0 +1,32 @@
+"""Decide, once and before any @triton.jit function is defined, whether kernels run compiled on a
+GPU or through the Triton interpreter on the CPU.
+
+Triton picks interpreter or compiler when a kernel is *decorated*, so this module must run before
+the kernel modules are imported: `kernels/__init__.py` imports it first.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA and os.environ.get("TRITON_INTERPRET") is None:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+# Kernels run on this device; the interpreter works on CPU tensors.
+DEVICE = "cuda" if (HAS_CUDA and not INTERPRETED) else "cpu"
+
+
+def next_pow2(n: int) -> int:
+    n = int(n)
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def fp8_dtype():
+    return torch.float8_e4m3fn
+
+
+FP8_MAX = 448.0

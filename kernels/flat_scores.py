@@ -1,0 +1,152 @@
+"""Flat lightning-indexer scores in one fused Triton kernel.
+
+    I[t, s] = k_scale[s] * sum_h w[t, h] * relu(q[t, h] . k[s])      for ks[t] <= s < ke[t]
+
+One program owns BLOCK_Q queries x all H heads (BLOCK_Q * H rows of Q, held on chip for the whole
+loop) and streams BLOCK_N-key tiles of K through one matrix product per tile. ReLU, the head
+weights, the head sum and the key scale are applied in registers, so nothing of size T x N x H ever
+reaches memory. Axis 1 of the grid splits the key range into SPLIT_N-key pieces so that short query
+batches (decode) still fill the GPU.
+
+Output layout is *relative*: out[t, j] is the score of key ks[t] + j, for j < ke[t] - ks[t]. Columns
+past a row's own range are not written. The top-k kernel reads each row only inside its range.
+
+FLOPs: 2 * H * D per visible (query, key) pair. Bytes: keys D (+4 for the scale) per key per
+program that reads them, 4 per written score.
+
+With FORCE_ENDS, the first and the last visible position of every row get +inf: HISA's block stage
+uses this kernel on pooled keys and must always keep those two blocks.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._runtime import INTERPRETED, next_pow2
+
+
+@triton.jit
+def _flat_scores_kernel(
+    Q, K, K_SCALE, W, KS, KE, OUT,
+    T, N_KEYS, SPLIT_N,
+    stride_qt, stride_qh, stride_kn, stride_wt, stride_ot,
+    H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr,
+    BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_SCALE: tl.constexpr, FORCE_ENDS: tl.constexpr, KEYS_AS_A: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    pid_q = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    R: tl.constexpr = BLOCK_Q * HP
+
+    # The query tile: rows are (query, head) pairs; padded heads and queries load zeros and w = 0.
+    rows = tl.arange(0, R)
+    t_row = pid_q * BLOCK_Q + rows // HP
+    h_row = rows % HP
+    row_ok = (t_row < T) & (h_row < H)
+    d = tl.arange(0, DP)
+    d_ok = d < D
+    q = tl.load(Q + t_row[:, None] * stride_qt + h_row[:, None] * stride_qh + d[None, :],
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    if UPCAST:  # the interpreter computes low-precision arithmetic wrongly: work in float32
+        q = q.to(tl.float32)
+    w = tl.load(W + t_row * stride_wt + h_row, mask=row_ok, other=0.0)
+
+    tq = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    tq_ok = tq < T
+    ks = tl.load(KS + tq, mask=tq_ok, other=2147483647)
+    ke = tl.load(KE + tq, mask=tq_ok, other=0)
+    lo = tl.min(ks, axis=0)
+    hi = tl.max(ke, axis=0)
+    # Tiles are aligned to BLOCK_N in absolute positions; this program takes one SPLIT_N piece.
+    n_begin = (lo // BLOCK_N) * BLOCK_N + pid_s * SPLIT_N
+    n_end = tl.minimum(hi, n_begin + SPLIT_N)
+
+    for n0 in range(n_begin, n_end, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = n < N_KEYS
+        kt = tl.load(K + n[:, None] * stride_kn + d[None, :], mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        if UPCAST:
+            kt = kt.to(tl.float32)
+        if KEYS_AS_A:
+            # keys x (query, head): the head sum runs along the accumulator's columns (in-warp).
+            s = tl.dot(kt, tl.trans(q))
+            s = tl.maximum(s, 0.0) * w[None, :]
+            s = tl.sum(tl.reshape(s, [BLOCK_N, BLOCK_Q, HP]), axis=2)
+        else:
+            s = tl.dot(q, tl.trans(kt))
+            s = tl.maximum(s, 0.0) * w[:, None]
+            s = tl.trans(tl.sum(tl.reshape(s, [BLOCK_Q, HP, BLOCK_N]), axis=1))
+        if HAS_SCALE:
+            s = s * tl.load(K_SCALE + n, mask=n_ok, other=0.0)[:, None]
+        vis = (n[:, None] >= ks[None, :]) & (n[:, None] < ke[None, :]) & tq_ok[None, :]
+        if FORCE_ENDS:
+            ends = (n[:, None] == ks[None, :]) | (n[:, None] == ke[None, :] - 1)
+            s = tl.where(ends, float("inf"), s)
+        rel = n[:, None] - ks[None, :]
+        tl.store(OUT + tq[None, :].to(tl.int64) * stride_ot + rel, s, mask=vis)
+
+
+# Tuned on an H200 (docs/performance.md); the interpreter gets one small pinned config.
+def _config(hp: int, n_queries: int, n_keys_per_query: int):
+    if INTERPRETED:
+        return dict(BLOCK_Q=max(1, 16 // hp), BLOCK_N=16, num_warps=4, num_stages=1, KEYS_AS_A=True)
+    block_q = max(1, 128 // hp)
+    return dict(BLOCK_Q=block_q, BLOCK_N=128, num_warps=8, num_stages=3, KEYS_AS_A=True)
+
+
+def scores_plan(ks, ke, H: int, config=None, split_n=None):
+    """Launch geometry for a set of query ranges (host ints; computing it syncs once)."""
+    T = ks.shape[0]
+    hp = max(next_pow2(H), 1)
+    cfg = dict(_config(hp, T, 0))
+    if config:
+        cfg.update(config)
+    block_q, block_n = cfg["BLOCK_Q"], cfg["BLOCK_N"]
+    if block_q * hp < 16:  # tl.dot needs at least 16 rows/columns
+        block_q = cfg["BLOCK_Q"] = 16 // hp
+    width = int((ke - ks).max().item()) if T else 0
+    n_qblocks = triton.cdiv(T, block_q) if T else 0
+    span = 0
+    if T:
+        pad = n_qblocks * block_q - T
+        ks_g = torch.nn.functional.pad(ks.long(), (0, pad), value=2**31 - 1).view(n_qblocks, block_q)
+        ke_g = torch.nn.functional.pad(ke.long(), (0, pad), value=0).view(n_qblocks, block_q)
+        span = int((ke_g.max(1).values - (ks_g.min(1).values // block_n) * block_n).max().item())
+    if split_n is None:
+        # enough programs to fill the machine, without pieces so small that reloading Q dominates
+        pieces = max(1, min(triton.cdiv(max(span, 1), 2048), triton.cdiv(4 * 132, max(n_qblocks, 1))))
+        split_n = triton.cdiv(triton.cdiv(max(span, 1), pieces), block_n) * block_n
+    split_n = max(block_n, (split_n // block_n) * block_n)
+    n_split = triton.cdiv(max(span, 1), split_n)
+    return dict(width=width, grid=(n_qblocks, n_split), split_n=split_n, hp=hp, cfg=cfg)
+
+
+def launch_scores(q, k, w, ks, ke, k_scale=None, *, out=None, force_ends=False, plan=None,
+                  config=None):
+    """Low-level launcher: no validation (hisa_bench.api has the checked entry points).
+
+    Returns out[T, width] with out[t, j] = I[t, ks[t] + j] for j < ke[t] - ks[t]; other columns
+    are left as they were.
+    """
+    T, H, D = q.shape
+    if plan is None:
+        plan = scores_plan(ks, ke, H, config)
+    width = plan["width"]
+    if out is None:
+        out = torch.empty((T, max(width, 1)), dtype=torch.float32, device=q.device)
+    if T == 0 or width <= 0:
+        return out
+    cfg = dict(plan["cfg"])
+    block_q = cfg.pop("BLOCK_Q")
+    scale = k_scale if k_scale is not None else w  # dummy pointer when unused
+    _flat_scores_kernel[plan["grid"]](
+        q, k, scale, w, ks, ke, out,
+        T, k.shape[0], plan["split_n"],
+        q.stride(0), q.stride(1), k.stride(0), w.stride(0), out.stride(0),
+        H=H, D=D, HP=plan["hp"], DP=max(16, next_pow2(D)), BLOCK_Q=block_q,
+        HAS_SCALE=k_scale is not None, FORCE_ENDS=force_ends, UPCAST=INTERPRETED,
+        **cfg,
+    )
+    return out
