@@ -1,0 +1,1 @@
+"""Where indexer tensors come from: dump files (captured or synthetic) and the synthetic generator."""
