@@ -1,0 +1,85 @@
+"""HISA stage 2: exact token scores inside each query's kept blocks, gathered, never a dense scan.
+
+    cand[t, i * B + r] = I[t, kept[t, i] * B + r]   if that key is visible to t, else -inf
+
+One program owns one query (its H x D tile stays on chip) and a run of its kept blocks; each kept
+block is B contiguous keys, so a "gather" is one contiguous [B, D] tile load per block. The product
+is keys x heads, so the head sum runs along the accumulator's columns. kept[t, i] = -1 (fewer
+visible blocks than m) gives a row of -inf.
+
+FLOPs: 2 * H * D * B per kept block; bytes: B * D (+4 B) per kept block, 4 B per written score.
+The torch reference is kernels/hisa_naive.py (hisa_select_ref scores the same candidates).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._runtime import INTERPRETED, next_pow2
+
+
+@triton.jit
+def _gather_scores_kernel(
+    Q, K, K_SCALE, W, KEPT, KS, KE, OUT,
+    M, stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
+    H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr,
+    BLOCKS_PER_PROG: tl.constexpr, HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr,
+):
+    t = tl.program_id(0)
+    piece = tl.program_id(1)
+    h = tl.arange(0, HP)
+    h_ok = h < H
+    d = tl.arange(0, DP)
+    d_ok = d < D
+    q = tl.load(Q + t * stride_qt + h[:, None] * stride_qh + d[None, :], mask=h_ok[:, None] & d_ok[None, :],
+                other=0.0)
+    if UPCAST:
+        q = q.to(tl.float32)
+    w = tl.load(W + t * stride_wt + h, mask=h_ok, other=0.0)
+    ks = tl.load(KS + t)
+    ke = tl.load(KE + t)
+    r = tl.arange(0, BS)
+    i0 = piece * BLOCKS_PER_PROG
+    for i in range(i0, tl.minimum(i0 + BLOCKS_PER_PROG, M)):
+        b = tl.load(KEPT + t * stride_kept + i)
+        n = b * BS + r
+        ok = (n >= ks) & (n < ke)  # b = -1 gives n < 0 <= ks
+        kt = tl.load(K + n[:, None].to(tl.int64) * stride_kn + d[None, :], mask=ok[:, None] & d_ok[None, :],
+                     other=0.0)
+        if UPCAST:
+            kt = kt.to(tl.float32)
+        s = tl.dot(kt, tl.trans(q))                                   # [BS, HP]
+        s = tl.sum(tl.maximum(s, 0.0) * w[None, :], axis=1)           # [BS]
+        if HAS_SCALE:
+            s = s * tl.load(K_SCALE + n, mask=ok, other=0.0)
+        s = tl.where(ok, s, float("-inf"))
+        tl.store(OUT + t.to(tl.int64) * stride_ot + i * BS + r, s)
+
+
+def gather_config(T: int, m: int):
+    if INTERPRETED:
+        return dict(BLOCKS_PER_PROG=m, num_warps=4, num_stages=1)
+    # split a query's blocks over several programs when there are too few queries to fill the GPU
+    per = m if T >= 4 * 132 else max(4, triton.cdiv(m * T, 8 * 132))
+    return dict(BLOCKS_PER_PROG=min(m, per), num_warps=4, num_stages=3)
+
+
+def launch_gather_scores(q, k, w, kept, ks, ke, block_size: int, k_scale=None, *, out=None, config=None):
+    T, H, D = q.shape
+    m = kept.shape[1]
+    if out is None:
+        out = torch.empty((T, m * block_size), dtype=torch.float32, device=q.device)
+    if T == 0:
+        return out
+    cfg = gather_config(T, m)
+    if config:
+        cfg.update(config)
+    per = cfg.pop("BLOCKS_PER_PROG")
+    _gather_scores_kernel[(T, triton.cdiv(m, per))](
+        q, k, k_scale if k_scale is not None else w, w, kept, ks, ke, out,
+        m, q.stride(0), q.stride(1), k.stride(0), w.stride(0), kept.stride(0), out.stride(0),
+        H=H, D=D, HP=max(16, next_pow2(H)), DP=max(16, next_pow2(D)), BS=block_size,
+        BLOCKS_PER_PROG=per, HAS_SCALE=k_scale is not None, UPCAST=INTERPRETED, **cfg,
+    )
+    return out

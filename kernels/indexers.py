@@ -1,0 +1,261 @@
+"""The three selections built from the kernels, as prepared pipelines.
+
+prepare_*() does every host-side step once (launch geometry, buffers), so that run() is a sequence
+of kernel launches with no host synchronisation: it can be timed, or captured in a CUDA graph.
+Queries can be processed in chunks (query_chunk) so a whole prefill never holds a [L, L] score
+matrix: one chunk's scores are all that exist at a time.
+
+    flat:          scores -> topk
+    hisa:          pool -> block_scores -> block_topk -> token_scores -> token_topk
+    block-sparse:  pool -> block_scores -> block_topk -> expand
+
+Prepared.stages holds each stage as a callable over all chunks, in pipeline order, for per-stage
+timing; with one chunk, running them in order is exactly run().
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .flat_scores import launch_scores, scores_plan
+from .gather_scores import launch_gather_scores
+from .hisa_naive import pool_keys_ref
+from .pooling import pool_mean
+from .topk import launch_topk, topk_config, topk_scratch
+
+FP8 = torch.float8_e4m3fn
+
+
+@dataclass
+class Prepared:
+    run: Callable[[], torch.Tensor]
+    stages: dict = field(default_factory=dict)
+    flops: int = 0          # tensor-core FLOPs of one run
+    bytes: int = 0          # fewest bytes one run must move through memory
+    out: torch.Tensor | None = None
+    state: dict = field(default_factory=dict)
+
+
+def _chunks(T: int, query_chunk: int | None):
+    c = T if not query_chunk else max(1, int(query_chunk))
+    return [(t0, min(T, t0 + c)) for t0 in range(0, T, c)] or [(0, 0)]
+
+
+def _esize(t):
+    return t.element_size()
+
+
+def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=False):
+    def stage():
+        for (t0, t1), plan in zip(chunks, plans):
+            launch_scores(q[t0:t1], keys, w[t0:t1], ks[t0:t1], ke[t0:t1], key_scale,
+                          out=buf[: t1 - t0], plan=plan, force_ends=force_ends)
+    return stage
+
+
+def _topk_stage(buf, k, row_len, base, out, chunks, scratch, block_map=None, map_block_size=1, cfg=None):
+    def stage():
+        for t0, t1 in chunks:
+            launch_topk(buf[: t1 - t0], k, row_len[t0:t1], None if base is None else base[t0:t1],
+                        None if block_map is None else block_map[t0:t1], map_block_size,
+                        out=out[t0:t1], scratch=scratch, config=cfg)
+    return stage
+
+
+def _interleave(stage_fns_per_chunk):
+    """run(): every stage for chunk 0, then chunk 1, ... (buffers are per chunk)."""
+    def run():
+        for fns in stage_fns_per_chunk:
+            for fn in fns:
+                fn()
+    return run
+
+
+def _per_chunk(stage_builder, chunks):
+    return [[f for f in stage_builder([c])] for c in chunks]
+
+
+def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, score_config=None,
+                 topk_cfg=None):
+    T, H, D = q.shape
+    chunks = _chunks(T, query_chunk)
+    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config) for a, b in chunks]
+    width = max(p["width"] for p in plans)
+    rows = max(b - a for a, b in chunks)
+    buf = torch.empty((max(rows, 1), max(width, 1)), dtype=torch.float32, device=q.device)
+    cap = (topk_cfg or {}).get("CAP", topk_config(width, topk)["CAP"])
+    scratch = topk_scratch(rows if width > cap else 1, cap, q.device)
+    row_len = (ke - ks).to(torch.int32)
+    out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
+
+    def build(cs):
+        ps = [plans[chunks.index(c)] for c in cs]
+        return [_scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps),
+                _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg)]
+
+    stages = dict(zip(("scores", "topk"), build(chunks)))
+    pairs = int(row_len.sum()) if T else 0
+    nbytes = (q.numel() * _esize(q) + k.numel() * _esize(k) + (4 * k.shape[0] if k_scale is not None else 0)
+              + w.numel() * 4 + pairs * 8 + T * topk * 4)
+    run = _interleave(_per_chunk(build, chunks))
+    return Prepared(run=_returning(run, out), stages=stages, flops=pairs * 2 * H * D, bytes=nbytes, out=out)
+
+
+def _returning(run, out):
+    def f():
+        run()
+        return out
+    return f
+
+
+def pool_keys(k, k_scale, block_size, pooling="mean", out=None, out_scale=None):
+    """Pooled keys in the dtype the block-score kernel takes (fp8 keys -> fp8 + per-block scale)."""
+    if pooling == "mean":
+        return pool_mean(k, k_scale, block_size, out=out, out_scale=out_scale)
+    kbar = pool_keys_ref(k, k_scale, block_size, pooling, dtype=torch.float32)
+    if k.dtype == FP8:
+        scale = kbar.abs().amax(-1).clamp_min(1e-12) / torch.finfo(FP8).max
+        return (kbar / scale[:, None]).to(FP8), scale.float()
+    return kbar.to(k.dtype), None
+
+
+def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooling, kept_out, score_config):
+    """Stages shared by HISA and block-sparse: pool, block scores, block top-m -> kept_out."""
+    T, H, D = q.shape
+    kbar, kbar_scale = pool_keys(k, k_scale, B, pooling)
+    bks = torch.div(ks, B, rounding_mode="floor").to(torch.int32)
+    bke = (torch.div(ke - 1, B, rounding_mode="floor") + 1).to(torch.int32)
+    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config) for a, b in chunks]
+    bwidth = max(p["width"] for p in plans)
+    rows = max(b - a for a, b in chunks)
+    J = torch.empty((max(rows, 1), max(bwidth, 1)), dtype=torch.float32, device=q.device)
+    cap = topk_config(bwidth, m)["CAP"]
+    scratch = topk_scratch(rows if bwidth > cap else 1, cap, q.device)
+    brow = (bke - bks).to(torch.int32)
+
+    def pool():
+        pool_keys(k, k_scale, B, pooling, out=kbar, out_scale=kbar_scale)
+
+    def build(cs):
+        ps = [plans[chunks.index(c)] for c in cs]
+        return [_scores_stage(q, kbar, w, bks, bke, kbar_scale, J, cs, ps, force_ends=True),
+                _topk_stage(J, m, brow, bks, kept_out, cs, scratch)]
+
+    block_pairs = int(brow.sum()) if T else 0
+    info = dict(kbar=kbar, kbar_scale=kbar_scale, block_pairs=block_pairs,
+                pool_bytes=k.numel() * _esize(k) + kbar.numel() * _esize(kbar),
+                block_bytes=block_pairs * 8 + kbar.numel() * _esize(kbar) + T * m * 4)
+    return (pool if include_pooling else None), build, info
+
+
+def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",
+                 query_chunk=None, include_pooling=True, score_config=None):
+    T, H, D = q.shape
+    B, m = block_size, blocks
+    chunks = _chunks(T, query_chunk)
+    rows = max(b - a for a, b in chunks)
+    kept = torch.empty((T, m), dtype=torch.int32, device=q.device)
+    pool, block_build, info = _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling,
+                                            include_pooling, kept, score_config)
+    cand = torch.empty((max(rows, 1), m * B), dtype=torch.float32, device=q.device)
+    cap = topk_config(m * B, topk)["CAP"]
+    scratch = topk_scratch(rows if m * B > cap else 1, cap, q.device)
+    full = torch.full((T,), m * B, dtype=torch.int32, device=q.device)
+    out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
+
+    def token_scores(cs):
+        def stage():
+            for t0, t1 in cs:
+                launch_gather_scores(q[t0:t1], k, w[t0:t1], kept[t0:t1], ks[t0:t1], ke[t0:t1], B, k_scale,
+                                     out=cand[: t1 - t0])
+        return stage
+
+    def build(cs):
+        return block_build(cs) + [token_scores(cs),
+                                  _topk_stage(cand, topk, full, None, out, cs, scratch, kept, B)]
+
+    names = ("block_scores", "block_topk", "token_scores", "token_topk")
+    stages = dict(zip(names, build(chunks)))
+    if pool is not None:
+        stages = {"pool": pool, **stages}
+    per_chunk = _per_chunk(build, chunks)
+    if pool is not None:
+        per_chunk[0] = [pool] + per_chunk[0]
+    cand_n = T * m * B
+    flops = (info["block_pairs"] + cand_n) * 2 * H * D
+    nbytes = (q.numel() * _esize(q) + w.numel() * 4 + info["block_bytes"] + (info["pool_bytes"] if pool else 0)
+              + cand_n * (D * _esize(k) + (4 if k_scale is not None else 0) + 8) + T * topk * 4)
+    return Prepared(run=_returning(_interleave(per_chunk), out), stages=stages, flops=flops, bytes=nbytes,
+                    out=out, state=dict(kept=kept, **info))
+
+
+def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",
+                         query_chunk=None, include_pooling=True, score_config=None):
+    T, H, D = q.shape
+    B = block_size
+    m1 = max(topk // B, 1)
+    chunks = _chunks(T, query_chunk)
+    rows = max(b - a for a, b in chunks)
+    kept = torch.empty((T, m1), dtype=torch.int32, device=q.device)
+    pool, block_build, info = _block_stages(q, k, w, ks, ke, k_scale, B, m1, chunks, pooling,
+                                            include_pooling, kept, score_config)
+    offs = torch.arange(B, device=q.device, dtype=torch.int32)
+    cand = torch.empty((max(rows, 1), m1 * B), dtype=torch.float32, device=q.device)
+    cap = topk_config(m1 * B, topk)["CAP"]
+    scratch = topk_scratch(rows if m1 * B > cap else 1, cap, q.device)
+    full = torch.full((T,), m1 * B, dtype=torch.int32, device=q.device)
+    out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
+
+    def expand(cs):
+        def stage():
+            for t0, t1 in cs:
+                kb = kept[t0:t1]
+                pos = kb[:, :, None] * B + offs
+                vis = (kb[:, :, None] >= 0) & (pos >= ks[t0:t1, None, None]) & (pos < ke[t0:t1, None, None])
+                cand[: t1 - t0] = torch.where(vis, 0.0, float("-inf")).view(t1 - t0, m1 * B)
+                launch_topk(cand[: t1 - t0], topk, full[t0:t1], None, kb, B, out=out[t0:t1], scratch=scratch)
+        return stage
+
+    def build(cs):
+        return block_build(cs) + [expand(cs)]
+
+    stages = dict(zip(("block_scores", "block_topk", "expand"), build(chunks)))
+    if pool is not None:
+        stages = {"pool": pool, **stages}
+    per_chunk = _per_chunk(build, chunks)
+    if pool is not None:
+        per_chunk[0] = [pool] + per_chunk[0]
+    flops = info["block_pairs"] * 2 * H * D
+    nbytes = (q.numel() * _esize(q) + w.numel() * 4 + info["block_bytes"] + (info["pool_bytes"] if pool else 0)
+              + T * topk * 4)
+    return Prepared(run=_returning(_interleave(per_chunk), out), stages=stages, flops=flops, bytes=nbytes,
+                    out=out, state=dict(kept=kept, **info))
+
+
+def prepare_pool_update(k, k_scale, block_size, kbar, kbar_scale, block_ids):
+    """Decode: after one new key per sequence, recompute the pooled key of the block it landed in."""
+    def run():
+        pool_mean(k, k_scale, block_size, out=kbar, out_scale=kbar_scale, block_ids=block_ids)
+    return run
+
+
+def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096):
+    return prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk).run()
+
+
+def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",
+                query_chunk=4096):
+    return prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
+                        pooling=pooling, query_chunk=query_chunk).run()
+
+
+def block_sparse_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",
+                        query_chunk=4096):
+    return prepare_block_sparse(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, pooling=pooling,
+                                query_chunk=query_chunk).run()
+
+
+__all__ = ["Prepared", "prepare_flat", "prepare_hisa", "prepare_block_sparse", "prepare_pool_update",
+           "flat_select", "hisa_select", "block_sparse_select", "pool_keys"]

@@ -1,0 +1,35 @@
+"""Input builders shared by the kernel tests (random and structured, small enough for the
+interpreter on a CPU)."""
+import torch
+
+from hisa_bench import api
+
+
+def make_inputs(T, H, D, N, dtype, device, *, ks=None, ke=None, structured=None, seed=None):
+    g = torch.Generator().manual_seed(seed) if seed is not None else None
+    q = torch.randn(T, H, D, generator=g)
+    k = torch.randn(N, D, generator=g)
+    w = torch.randn(T, H, generator=g)
+    if structured == "sink":          # a few keys aligned with every query (attention sinks)
+        k[:3] = q.mean((0, 1)) * 4
+    elif structured == "clusters":    # topics that straddle block edges, duplicated keys -> ties
+        centres = torch.randn(5, D, generator=g)
+        k = centres[torch.arange(N) * 5 // N] + 0.05 * k
+        k[N // 2: N // 2 + 7] = k[N // 2]
+    elif structured == "positive_w":
+        w = w.abs()
+    if ks is None:
+        ks = torch.zeros(T, dtype=torch.int32)
+    if ke is None:
+        ke = torch.linspace(max(1, N // 4), N, T).round().to(torch.int32)
+    k_scale = None
+    if dtype == "fp8":
+        q, k, w, k_scale = api.quantize_fp8(q, k, w)
+    else:
+        q, k = q.to(dtype), k.to(dtype)
+    mv = lambda t: None if t is None else t.to(device)
+    return mv(q), mv(k), mv(w.contiguous()), mv(ks.to(torch.int32)), mv(ke.to(torch.int32)), mv(k_scale)
+
+
+def as_sets(sel):
+    return [set(x for x in row.tolist() if x >= 0) for row in sel.cpu()]
