@@ -1,0 +1,245 @@
+"""Seeded synthetic indexer dumps with the structure real ones have.
+
+Each key is a sum of parts, each part a direction in key space scaled by a knob:
+
+  sinks        the first `sinks` keys share one direction that every query head also carries, so
+               they score high for every query (attention sinks).
+  recency      keys and queries carry a position code made of `recency_freqs` sine/cosine pairs with
+               periods from `recency_window` to the context length; q(t) . k(s) is largest for s
+               near t and decays with t - s.
+  topics       the context is cut into `topics` spans of random lengths (edges are never multiples
+               of 16, so they straddle any power-of-two block edge); every key of a span carries its
+               topic direction, and a query head carries the topic of its own span or, with
+               probability `topic_jump`, of an earlier one.
+  needles      `needles` single keys with a direction of their own; a share `needle_queries` of the
+               later queries carries that direction on some heads, so the needle is among their
+               best keys while its block mean is diluted by the other B - 1 keys.
+  adversarial  `adversarial` needles whose aligned window of `adversarial_block` keys carries the
+               opposite direction, summing to minus the needle: the window's mean along the needle
+               is zero, so mean pooling cannot see it while the flat indexer ranks it first.
+  norms        every key is scaled by a log-normal factor exp(`norm_sigma` * N(0, 1)): heavy-tailed
+               key norms.
+  noise        isotropic Gaussian noise of norm about `key_noise` (keys) and `query_noise` (queries).
+
+Keys are centred at the end (k -= k.mean(0)), as real-model proxies are. Query positions are
+distinct, increasing, drawn with density proportional to ((s + 1) / T) ** `query_tail` (0: uniform,
+larger: more queries near the end, where queries see more than m*B keys and are not trivial).
+Every layer gets its own directions and head mixes; positions of spans, needles and queries are the
+same for every layer (they belong to the text, not the layer).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from ..errors import HisaBenchError
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class SyntheticConfig:
+    seed: int = 0
+    layers: int = 3
+    keys: int = 32768
+    queries: int = 256
+    heads: int = 4
+    dim: int = 128
+    dtype: str = "bfloat16"
+    sinks: int = 4
+    sink_strength: float = 2.0
+    recency_strength: float = 1.0
+    recency_window: int = 256
+    recency_freqs: int = 8
+    topics: int = 24
+    topic_strength: float = 1.0
+    topic_jump: float = 0.3
+    needles: int = 8
+    needle_strength: float = 3.0
+    needle_queries: float = 0.25
+    adversarial: int = 4
+    adversarial_block: int = 128
+    norm_sigma: float = 0.5
+    key_noise: float = 1.0
+    query_noise: float = 1.0
+    query_tail: float = 2.0
+    weights: str = "uniform"
+
+    def check(self):
+        def bad(msg):
+            raise HisaBenchError(msg)
+
+        for name in ("layers", "keys", "queries", "heads", "dim"):
+            if getattr(self, name) < 1:
+                bad(f"--{name}: expected at least 1, got {getattr(self, name)}")
+        if self.queries > self.keys:
+            bad(f"--queries: expected at most --keys = {self.keys} (one query per position), got {self.queries}")
+        if self.dtype not in DTYPES:
+            bad(f"--dtype: expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.weights not in ("uniform", "signed"):
+            bad(f"--weights: expected uniform or signed, got {self.weights!r}")
+        for name in ("sinks", "topics", "needles", "adversarial", "recency_freqs"):
+            if getattr(self, name) < 0:
+                bad(f"--{name.replace('_', '-')}: expected >= 0, got {getattr(self, name)}")
+        if self.sinks > self.keys:
+            bad(f"--sinks: expected at most --keys = {self.keys}, got {self.sinks}")
+        for name in ("recency_window", "adversarial_block"):
+            if getattr(self, name) < 2:
+                bad(f"--{name.replace('_', '-')}: expected at least 2, got {getattr(self, name)}")
+        for name in ("topic_jump", "needle_queries"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                bad(f"--{name.replace('_', '-')}: expected a share in 0..1, got {getattr(self, name)}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and (not math.isfinite(v) or v < 0):
+                bad(f"--{f.name.replace('_', '-')}: expected a finite value >= 0, got {v}")
+        if self.topics > max(1, self.keys // 32):
+            bad(f"--topics: expected at most keys / 32 = {self.keys // 32}, got {self.topics}")
+        return self
+
+
+def _unit(g, *shape):
+    v = torch.randn(*shape, generator=g, dtype=torch.float64)
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+def _topic_spans(g, cfg: SyntheticConfig):
+    """Span id of every key position >= sinks. Edges are random and never multiples of 16."""
+    n = cfg.keys
+    if cfg.topics <= 1:
+        return torch.zeros(n, dtype=torch.long), [0]
+    cuts = set()
+    while len(cuts) < cfg.topics - 1:
+        c = int(torch.randint(1, n, (1,), generator=g))
+        if c % 16 == 0:
+            c += 1 + int(torch.randint(0, 15, (1,), generator=g))
+        if 0 < c < n:
+            cuts.add(c)
+    edges = [0] + sorted(cuts)
+    span = torch.zeros(n, dtype=torch.long)
+    for i, e in enumerate(edges):
+        span[e:] = i
+    return span, edges
+
+
+def _query_positions(g, cfg: SyntheticConfig):
+    s = torch.arange(cfg.keys, dtype=torch.float64)
+    weight = ((s + 1) / cfg.keys) ** cfg.query_tail
+    pos = torch.multinomial(weight, cfg.queries, replacement=False, generator=g)
+    return torch.sort(pos).values.to(torch.int64)
+
+
+def _position_code(pos, periods, phase):
+    """[len(pos), 2F] sine/cosine code; code(t) . code(s) = sum_f cos(2 pi (t - s) / period_f)."""
+    ang = 2 * math.pi * pos.double()[:, None] / periods[None, :] + phase[None, :]
+    return torch.cat([ang.cos(), ang.sin()], 1) / math.sqrt(max(len(periods), 1))
+
+
+def _layer(g, cfg, name, span, edges, q_pos, needle_pos, adv_pos):
+    T, H, D, nq = cfg.keys, cfg.heads, cfg.dim, cfg.queries
+    n_topics = len(edges)
+    # directions of this layer
+    sink_dir = _unit(g, D)
+    topic_dirs = _unit(g, n_topics, D)
+    F = cfg.recency_freqs
+    periods = torch.logspace(math.log10(cfg.recency_window), math.log10(max(cfg.keys, cfg.recency_window) * 2),
+                             max(F, 1), dtype=torch.float64)[:F]
+    rec_basis = _unit(g, 2 * F, D) if F else torch.zeros(0, D, dtype=torch.float64)
+    phase = torch.rand(F, generator=g, dtype=torch.float64) * 2 * math.pi
+
+    # keys: noise + topic + recency, scaled by heavy-tailed norms
+    k = torch.randn(T, D, generator=g, dtype=torch.float64) * (cfg.key_noise / math.sqrt(D))
+    k += cfg.topic_strength * topic_dirs[span]
+    if F:
+        k += cfg.recency_strength * _position_code(torch.arange(T), periods, phase) @ rec_basis
+    k *= torch.exp(cfg.norm_sigma * torch.randn(T, 1, generator=g, dtype=torch.float64))
+    k[: cfg.sinks] += cfg.sink_strength * sink_dir
+
+    # queries: per head a mix of sink, recency and topic gains, plus noise
+    gains = torch.exp(0.5 * torch.randn(3, H, generator=g, dtype=torch.float64))   # [sink, rec, topic] x H
+    q = torch.randn(nq, H, D, generator=g, dtype=torch.float64) * (cfg.query_noise / math.sqrt(D))
+    q += gains[0][None, :, None] * sink_dir
+    if F:
+        code = _position_code(q_pos, periods, phase) @ rec_basis                      # [nq, D]
+        q += gains[1][None, :, None] * code[:, None, :]
+    own = span[q_pos]                                                                # [nq]
+    jump = torch.rand(nq, H, generator=g) < cfg.topic_jump
+    earlier = (torch.rand(nq, H, generator=g, dtype=torch.float64) * (own[:, None] + 1)).long()
+    topic = torch.where(jump, earlier, own[:, None])
+    q += gains[2][None, :, None] * topic_dirs[topic]
+
+    # needles: one key each, carried by a share of the later queries on some heads
+    def plant(p, anti_window=None):
+        d = _unit(g, D)
+        k[p] += cfg.needle_strength * d
+        if anti_window is not None:
+            lo, hi = anti_window
+            others = [s for s in range(lo, hi) if s != p]
+            if others:
+                # the rest of the window sums to minus the needle: its mean along d is about zero
+                k[others] -= (cfg.needle_strength / len(others)) * d
+        later = torch.nonzero(q_pos > p).flatten()
+        if len(later) == 0 or cfg.needle_queries == 0:
+            return
+        n_sel = max(1, round(cfg.needle_queries * len(later)))
+        chosen = later[torch.randperm(len(later), generator=g)[:n_sel]]
+        heads = torch.rand(len(chosen), H, generator=g) < 0.5
+        heads[torch.arange(len(chosen)), torch.randint(0, H, (len(chosen),), generator=g)] = True
+        q[chosen] += cfg.needle_strength * heads[:, :, None].double() * d
+
+    for p in needle_pos:
+        plant(int(p))
+    B = cfg.adversarial_block
+    for p in adv_pos:
+        lo = (int(p) // B) * B
+        plant(int(p), (lo, min(lo + B, T)))
+
+    k -= k.mean(0)
+    if cfg.weights == "uniform":
+        w = torch.full((nq, H), 1.0 / H, dtype=torch.float32)
+    else:
+        # signed head weights like a trained indexer's: mostly positive, some negative
+        w = ((torch.randn(nq, H, generator=g) * 0.5 + 0.5) / H).to(torch.float32)
+    dt = DTYPES[cfg.dtype]
+    return {"name": name, "q": q.to(dt).contiguous(), "k": k.to(dt).contiguous(), "w": w.contiguous(),
+            "q_pos": q_pos.clone()}
+
+
+def _planted_positions(g, cfg):
+    """Needle and adversarial positions: distinct, past the sinks, before the last 5% of keys."""
+    lo = min(cfg.sinks + 1, cfg.keys - 1)
+    hi = max(lo + 1, int(cfg.keys * 0.95))
+    n = cfg.needles + cfg.adversarial
+    pool = torch.randperm(hi - lo, generator=g)[:n] + lo
+    if len(pool) < n:
+        raise HisaBenchError(f"--needles/--adversarial: {n} needles do not fit in {cfg.keys} keys")
+    return pool[: cfg.needles].sort().values, pool[cfg.needles:].sort().values
+
+
+def generate(cfg: SyntheticConfig):
+    """(layers, meta) of a synthetic dump; the same config always gives the same tensors."""
+    cfg.check()
+    g = torch.Generator().manual_seed(cfg.seed)
+    span, edges = _topic_spans(g, cfg)
+    q_pos = _query_positions(g, cfg)
+    needle_pos, adv_pos = _planted_positions(g, cfg)
+    layers = []
+    width = max(2, len(str(cfg.layers - 1)))
+    for i in range(cfg.layers):
+        lg = torch.Generator().manual_seed(cfg.seed * 1000003 + i + 1)
+        layers.append(_layer(lg, cfg, f"layer{i:0{width}d}", span, edges, q_pos, needle_pos, adv_pos))
+    meta = {
+        "source": "synthetic", "model": "synthetic", "package": "hisa-bench", "tokens": cfg.keys,
+        "key_centered": True, "weights": cfg.weights, "rope": "none",
+        "needle_positions": ",".join(str(int(p)) for p in needle_pos),
+        "adversarial_positions": ",".join(str(int(p)) for p in adv_pos),
+        "topic_edges": ",".join(str(e) for e in edges),
+        "notes": "hisa_bench.inputs.synthetic: sinks, recency, topics, needles, adversarial pooling, heavy-tailed norms",
+    }
+    meta.update({f"gen_{k}": v for k, v in asdict(cfg).items()})
+    return layers, meta
+
+
+__all__ = ["SyntheticConfig", "generate", "DTYPES"]

@@ -1,0 +1,1 @@
+"""Fidelity measurements: HISA and block-sparse selections against the flat indexer."""
