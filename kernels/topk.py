@@ -104,6 +104,8 @@ def _topk_kernel(
                 tl.store(scr_i + pos, j, mask=ok)
             cnt += c
         exact = (cnt <= CAP) & (cnt >= tl.minimum(k, nv))
+        # other threads of this program wrote the scratch: order their stores before our loads
+        tl.debug_barrier()
         ld = c_idx < tl.minimum(cnt, CAP)
         ck = tl.load(scr_k + c_idx, mask=ld, other=0).to(tl.uint32, bitcast=True)
         ci = tl.load(scr_i + c_idx, mask=ld, other=0)

@@ -75,7 +75,7 @@ def main():
     for L in (lengths[0], lengths[-1]):
         for dtype in ("fp8", "bf16"):
             q, k, w, ks, ke, ksc = chunk_inputs(L, dtype=dtype)
-            rows = [0, 1, 511, M - 2, M - 1]
+            rows = list(range(0, M, 97)) + [M - 2, M - 1]
             ref = ref_scores_rows(q, k, w, ks, ke, ksc, rows)
             got = launch_scores(q, k, w, ks, ke, ksc)
             g = got[rows][:, : ref.shape[1]]
@@ -105,14 +105,17 @@ def main():
         for bq in (1, 2, 4):
             for bn in (64, 128):
                 for nw in (4, 8):
-                    for ns in (3, 4):
-                        if bq * 64 * bn > 128 * 256 or (bq == 4 and nw == 4):
+                    for ns in (3, 4, 5):
+                        if not keys_as_a and (bq != 2 or ns == 5):
+                            continue
+                        if bq * 64 * bn > 256 * 128 or (bq >= 4 and nw == 4):
                             continue
                         variants.append(dict(KEYS_AS_A=keys_as_a, BLOCK_Q=bq, BLOCK_N=bn, num_warps=nw,
                                              num_stages=ns))
     if args.quick:
         variants = variants[:6]
     for L in lengths:
+      try:
         q, k, w, ks, ke, ksc = chunk_inputs(L)
         pairs = int((ke - ks).sum())
         flops = pairs * 2 * H * D
@@ -124,13 +127,27 @@ def main():
                 results["flat"].append(dict(L=L, cfg=cfg, ms=ms[0], p20=ms[1], p80=ms[2], tflops=flops / ms[0] / 1e9))
             except Exception as e:  # a config the compiler rejects (e.g. out of shared memory)
                 results["flat"].append(dict(L=L, cfg=cfg, error=str(e)[:200]))
-        best = max((r for r in results["flat"] if r["L"] == L and "ms" in r), key=lambda r: r["tflops"])
-        log(f"flat L={L}: best {best['tflops']:.0f} TFLOP/s {best['ms']:.3f} ms {best['cfg']}")
+        ranked = sorted((r for r in results["flat"] if r["L"] == L and "ms" in r), key=lambda r: -r["tflops"])
+        for r in ranked[:4]:
+            log(f"flat L={L}: {r['tflops']:.0f} TFLOP/s {r['ms']:.3f} ms {r['cfg']}")
+        errs = [r for r in results["flat"] if r["L"] == L and "error" in r]
+        if errs:
+            log(f"flat L={L}: {len(errs)} configs failed, e.g. {errs[0]}")
+        bf16_variants = [dict(KEYS_AS_A=True, BLOCK_Q=bq, BLOCK_N=bn, num_warps=8, num_stages=ns)
+                         for bq in (1, 2, 4) for bn in (64, 128) for ns in (3, 4) if bq * bn <= 256]
         # bf16 with the default config
         qb, kb, wb, _, _, _ = chunk_inputs(L, dtype="bf16")
-        ms = bench(lambda: launch_scores(qb, kb, wb, ks, ke, None, out=out), rep=100)
-        results["flat"].append(dict(L=L, cfg="default-bf16", ms=ms[0], tflops=flops / ms[0] / 1e9))
-        log(f"flat bf16 L={L}: {flops / ms[0] / 1e9:.0f} TFLOP/s {ms[0]:.3f} ms")
+        bres = []
+        for cfg in (bf16_variants if L == lengths[0] else bf16_variants[:0]) + [None]:
+            try:
+                plan = scores_plan(ks, ke, H, cfg)
+                ms = bench(lambda: launch_scores(qb, kb, wb, ks, ke, None, out=out, plan=plan), rep=100)
+                bres.append(dict(L=L, cfg=cfg or "default", dtype="bf16", ms=ms[0], tflops=flops / ms[0] / 1e9))
+            except Exception as e:
+                bres.append(dict(L=L, cfg=cfg, dtype="bf16", error=str(e)[:200]))
+        results["flat_bf16"] = results.get("flat_bf16", []) + bres
+        for r in sorted((r for r in bres if "ms" in r), key=lambda r: -r["tflops"])[:3]:
+            log(f"flat bf16 L={L}: {r['tflops']:.0f} TFLOP/s {r['ms']:.3f} ms {r['cfg']}")
         # plain torch floor at the first length only (it materialises [M*H, L])
         if L == lengths[0]:
             kbf = k.to(torch.bfloat16) if k.dtype != torch.bfloat16 else k
@@ -138,7 +155,7 @@ def main():
 
             def torch_flat():
                 s = (qbf @ kbf.T).view(M, H, L).relu_()
-                return torch.einsum("mhl,mh->ml", s, wb)
+                return torch.einsum("mhl,mh->ml", s, wb.to(s.dtype))
             ms = bench(torch_flat, rep=100)
             results["torch_ref"].append(dict(L=L, what="plain torch flat logits bf16", ms=ms[0]))
             log(f"plain torch flat L={L}: {ms[0]:.3f} ms")
@@ -170,11 +187,40 @@ def main():
             st = {name: bench(fn, rep=50)[0] for name, fn in hs.stages.items()}
             fl = indexers.prepare_flat(q, k, w, ks, ke, ksc, topk=K)
             ftot = bench(fl.run, rep=100)
-            results["hisa"].append(dict(L=L, m=m, ms=tot[0], stages=st, flat_ms=ftot[0], speedup=ftot[0] / tot[0]))
+            results["hisa"].append(dict(L=L, m=m, ms=tot[0], stages=st, flat_ms=ftot[0], speedup=ftot[0] / tot[0],
+                                        flat_stages={n: bench(f, rep=50)[0] for n, f in fl.stages.items()}))
             log(f"hisa L={L} m={m}: {tot[0]:.3f} ms vs flat {ftot[0]:.3f} ms ({ftot[0] / tot[0]:.2f}x) "
                 + " ".join(f"{n}={v:.3f}" for n, v in st.items()))
+            # stage-2 variants and the token top-k against torch.topk on the same candidates
+            kept = hs.state["kept"]
+            cand = torch.empty(M, m * B, device="cuda")
+            from kernels.gather_scores import launch_gather_scores
+            for cfg in [dict(BLOCKS_PER_PROG=m, num_warps=4, num_stages=ns) for ns in (2, 3, 4)] + \
+                       [dict(BLOCKS_PER_PROG=m, num_warps=8, num_stages=3), dict(BLOCKS_PER_PROG=16, num_warps=4, num_stages=3)]:
+                try:
+                    ms = bench(lambda: launch_gather_scores(q, k, w, kept, ks, ke, B, ksc, out=cand, config=dict(cfg)), rep=50)
+                    results["hisa"].append(dict(L=L, stage2_cfg=cfg, ms=ms[0], tflops=M * m * B * 2 * H * D / ms[0] / 1e9))
+                    log(f"  stage2 {cfg}: {ms[0]:.3f} ms {M * m * B * 2 * H * D / ms[0] / 1e9:.0f} TFLOP/s")
+                except Exception as e:
+                    log(f"  stage2 {cfg}: error {str(e)[:150]}")
+            full = torch.full((M,), m * B, dtype=torch.int32, device="cuda")
+            ms = bench(lambda: torch.topk(cand, K, dim=1), rep=50)
+            log(f"  token topk: torch.topk {ms[0]:.3f} ms")
+            for cfg in [dict(CAP=8192, num_warps=16), dict(CAP=8192, num_warps=8), dict(CAP=8192, num_warps=32)]:
+                try:
+                    o = torch.empty(M, K, dtype=torch.int32, device="cuda")
+                    ms2 = bench(lambda: launch_topk(cand, K, full, None, kept, B, out=o, config=dict(cfg)), rep=50)
+                    results["hisa"].append(dict(L=L, token_topk_cfg=cfg, ms=ms2[0], torch_ms=ms[0]))
+                    log(f"  token topk {cfg}: {ms2[0]:.3f} ms")
+                except Exception as e:
+                    log(f"  token topk {cfg}: error {str(e)[:150]}")
         del out
         torch.cuda.empty_cache()
+      except Exception as e:
+        import traceback
+        traceback.print_exc()
+        log(f"L={L} section failed: {e}")
+      finally:
         with open(os.path.join(args.out, "tuning.json"), "w") as f:
             json.dump(results, f, indent=1)
     results["seconds"] = time.time() - t_start

@@ -29,8 +29,9 @@ def test_scores_match_reference_and_write_every_visible_entry(T, H, D, N, dtype,
     assert torch.isnan(got[~vis]).all(), "wrote past a row's visible range"
     assert torch.isnan(out[:, width:]).all()
     err = (got[vis].double() - ref[vis]).norm() / ref[vis].norm()
-    # exact products accumulated in fp32; fp32 inputs use tf32 tensor cores on a GPU
-    tol = 5e-3 if (dtype == torch.float32 and device == "cuda") else 1e-5
+    # exact products accumulated in fp32; on a GPU fp32 inputs use tf32 and fp8 products are
+    # accumulated by the tensor cores with fewer mantissa bits (about 1e-4 relative)
+    tol = {torch.float32: 5e-3, "fp8": 5e-4}.get(dtype, 1e-5) if device == "cuda" else 1e-5
     assert err < tol, f"relative error {err:.2e}"
 
 
