@@ -1,0 +1,220 @@
+"""Find and read saved run folders (docs/results-format.md). Nothing here times, imports kernels or
+touches a GPU: the report is built from files alone.
+
+Every problem with a file a run folder must hold (missing, unreadable, not JSON/CSV, a required
+column absent, text in a numeric column) raises HisaBenchError naming that file. Optional files
+and empty tables are not errors: the loaded run records what it lacks in `missing`, and the figures
+that need it say so instead of drawing."""
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import HisaBenchError
+
+KINDS = ("speed", "iou", "needle")
+# <kind>-<UTC yyyymmdd-HHMMSS>[-tag]; RunFolder may append -2, -3 on a clash.
+RUN_NAME = re.compile(r"^(speed|iou|needle)-(\d{8}-\d{6})(?:-(.+))?$")
+
+# Columns each table must have for any figure to be drawn; the rest are optional.
+SPEED_REQUIRED = ("mode", "length", "backend", "status", "median_ms")
+SPEED_NUMERIC = ("length", "batch", "queries", "median_ms", "p20_ms", "p80_ms", "tflops", "flops", "gbps",
+                 "speedup", "peak_mem_gb", "pool_update_ms", "heads", "dim", "topk", "block_size", "blocks")
+LAYERS_REQUIRED = ("block_size", "blocks", "method", "layer", "iou_mean")
+LAYERS_NUMERIC = ("block_size", "blocks", "queries", "trivial", "iou_mean", "iou_p1", "iou_p5", "iou_min",
+                  "recall_mean", "score_recall_mean", "top1_recall", "top16_recall", "top128_recall")
+PER_QUERY_REQUIRED = ("block_size", "blocks", "method", "layer", "q_pos", "iou")
+PER_QUERY_NUMERIC = ("block_size", "blocks", "query", "q_pos", "visible", "iou", "recall", "score_recall",
+                     "top1_recall", "top16_recall", "top128_recall")
+GRID_REQUIRED = ("block_size", "blocks", "speedup")
+GRID_NUMERIC = ("block_size", "blocks", "hisa_ms", "flat_ms", "speedup")
+NEEDLE_REQUIRED = ("method", "length", "depth")
+NEEDLE_NUMERIC = ("length", "depth", "kept", "rank", "trials", "kept_rate")
+
+
+@dataclass
+class Run:
+    """One run folder: its kind, path, environment stamp and tables."""
+
+    kind: str
+    path: Path
+    env: dict
+    tables: dict = field(default_factory=dict)     # name -> DataFrame
+    meta: dict = field(default_factory=dict)       # parsed JSON beside the tables (speed.json, iou.json)
+    missing: list = field(default_factory=list)    # human-readable notes on what this run lacks
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def gpu(self) -> str:
+        """The GPU the run was made on, or where it ran instead."""
+        gpu = self.env.get("gpu")
+        if isinstance(gpu, dict) and gpu.get("name"):
+            return str(gpu["name"])
+        device = self.env.get("device") or "cpu"
+        return f"no GPU ({device})"
+
+    @property
+    def on_gpu(self) -> bool:
+        return isinstance(self.env.get("gpu"), dict) and self.env.get("device") == "cuda"
+
+
+def _read_json(path: Path) -> object:
+    if not path.is_file():
+        raise HisaBenchError(f"missing result file {path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise HisaBenchError(f"cannot read {path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise HisaBenchError(f"corrupt JSON in {path}: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def _read_csv(path: Path, required, numeric, optional=False) -> pd.DataFrame | None:
+    """Read a results CSV; check required columns and that numeric columns hold numbers (empty cells
+    are allowed: failed rows leave their timing columns empty)."""
+    if not path.is_file():
+        if optional:
+            return None
+        raise HisaBenchError(f"missing result file {path}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise HisaBenchError(f"cannot read {path}: {e}") from None
+    if not text.strip():
+        raise HisaBenchError(f"corrupt CSV {path}: the file is empty (not even a header)")
+    try:
+        # Text columns stay text ('note' may hold anything); numbers are converted below, per column.
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HisaBenchError(f"corrupt CSV {path}: {first}") from None
+    absent = [c for c in required if c not in frame.columns]
+    if absent:
+        raise HisaBenchError(f"{path} lacks the column(s) {', '.join(absent)} (see docs/results-format.md)")
+    # Per-stage medians (stage_<name>_ms) are numeric too; their names depend on the backend.
+    stages = [c for c in frame.columns if c.startswith("stage_") and c.endswith("_ms")]
+    for col in [c for c in numeric if c in frame.columns] + stages:
+        raw = frame[col].str.strip()
+        values = pd.to_numeric(raw.where(raw != "", None), errors="coerce")
+        bad = values.isna() & (raw != "")
+        if bad.any():
+            row = int(bad.idxmax())
+            raise HisaBenchError(
+                f"corrupt CSV {path}: column {col!r} holds {frame[col][row]!r} on data row {row + 1}, not a number")
+        frame[col] = values.astype(float)
+    return frame
+
+
+def kind_of(path: Path) -> str:
+    """The kind of a run folder: from its name, else from the files it holds."""
+    m = RUN_NAME.match(path.name)
+    if m:
+        return m.group(1)
+    for kind, marker in (("speed", "speed.csv"), ("iou", "iou.json"), ("needle", "needle.csv")):
+        if (path / marker).is_file():
+            return kind
+    raise HisaBenchError(
+        f"{path} is not a run folder: its name does not start with speed-, iou- or needle- and it holds "
+        "none of speed.csv, iou.json, needle.csv")
+
+
+def load_run(path) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise HisaBenchError(f"run folder {path} does not exist")
+    kind = kind_of(path)
+    env = _read_json(path / "env.json")
+    if not isinstance(env, dict):
+        raise HisaBenchError(f"corrupt {path / 'env.json'}: expected a JSON object (the environment stamp)")
+    run = Run(kind=kind, path=path, env=env)
+    {"speed": _load_speed, "iou": _load_iou, "needle": _load_needle}[kind](run)
+    return run
+
+
+def _load_speed(run: Run):
+    meta = _read_json(run.path / "speed.json")
+    if not isinstance(meta, dict):
+        raise HisaBenchError(f"corrupt {run.path / 'speed.json'}: expected an object with 'config' and 'rows'")
+    run.meta["speed"] = meta
+    rows = _read_csv(run.path / "speed.csv", SPEED_REQUIRED, SPEED_NUMERIC)
+    for col, default in (("batch", 1.0), ("baseline", "flat")):
+        if col not in rows.columns:
+            rows[col] = default
+    rows["batch"] = rows["batch"].fillna(1.0)
+    run.tables["speed"] = rows
+    ok = rows[rows["status"] == "ok"]
+    if rows.empty:
+        run.missing.append(f"{run.name}: speed.csv has no rows")
+    elif ok.empty:
+        run.missing.append(f"{run.name}: no row finished with status ok")
+    for mode in ("chunk", "prefill", "decode"):
+        if not rows.empty and not (ok["mode"] == mode).any():
+            run.missing.append(f"{run.name}: no {mode} rows")
+
+
+def _load_iou(run: Run):
+    meta = _read_json(run.path / "iou.json")
+    if not isinstance(meta, dict) or not ("runs" in meta or "layers" in meta):
+        raise HisaBenchError(f"corrupt {run.path / 'iou.json'}: expected an object with 'layers' or 'runs'")
+    run.meta["iou"] = meta
+    run.tables["layers"] = _read_csv(run.path / "layers.csv", LAYERS_REQUIRED, LAYERS_NUMERIC)
+    run.tables["per_query"] = _read_csv(run.path / "per_query.csv", PER_QUERY_REQUIRED, PER_QUERY_NUMERIC)
+    grid = _read_csv(run.path / "speed_grid.csv", GRID_REQUIRED, GRID_NUMERIC, optional=True)
+    if grid is not None:
+        run.tables["speed_grid"] = grid
+    if run.tables["layers"].empty:
+        run.missing.append(f"{run.name}: layers.csv has no rows")
+    if run.tables["per_query"].empty:
+        run.missing.append(f"{run.name}: per_query.csv has no rows")
+
+
+def _load_needle(run: Run):
+    table = _read_csv(run.path / "needle.csv", NEEDLE_REQUIRED, NEEDLE_NUMERIC)
+    if "kept_rate" not in table.columns and "kept" not in table.columns:
+        raise HisaBenchError(f"{run.path / 'needle.csv'} lacks both kept_rate and kept (see docs/results-format.md)")
+    run.tables["needle"] = table
+    if table.empty:
+        run.missing.append(f"{run.name}: needle.csv has no rows")
+
+
+def latest_runs(runs_dir) -> list[Path]:
+    """The newest run folder of each kind under runs_dir (the name carries the UTC time, so sorting
+    by name sorts by time); hidden temporary folders of unfinished runs are skipped."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise HisaBenchError(
+            f"no run folders: {runs_dir} does not exist (run hisa-bench speed, iou or needle first, "
+            "or name run folders as arguments)")
+    newest: dict[str, tuple] = {}
+    for entry in sorted(runs_dir.iterdir()):
+        m = RUN_NAME.match(entry.name)
+        if not m or not entry.is_dir():
+            continue
+        key = (m.group(2), entry.name)
+        if m.group(1) not in newest or key > newest[m.group(1)][0]:
+            newest[m.group(1)] = (key, entry)
+    if not newest:
+        raise HisaBenchError(
+            f"no run folders in {runs_dir} (expected speed-*, iou-* or needle-*; run hisa-bench speed, "
+            "iou or needle first)")
+    return [newest[k][1] for k in KINDS if k in newest]
+
+
+def load_runs(paths) -> dict[str, Run]:
+    """Load the given run folders, one per kind, keyed by kind."""
+    runs: dict[str, Run] = {}
+    for p in sorted(Path(p) for p in paths):
+        run = load_run(p)
+        if run.kind in runs:
+            raise HisaBenchError(
+                f"two {run.kind} runs given ({runs[run.kind].path} and {run.path}): pass at most one per kind")
+        runs[run.kind] = run
+    return {k: runs[k] for k in KINDS if k in runs}
