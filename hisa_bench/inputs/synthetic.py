@@ -57,7 +57,7 @@ class SyntheticConfig:
     topic_strength: float = 1.0
     topic_jump: float = 0.3
     needles: int = 8
-    needle_strength: float = 3.0
+    needle_strength: float = 4.0
     needle_queries: float = 0.25
     adversarial: int = 4
     adversarial_block: int = 128
