@@ -15,8 +15,9 @@ Each key is a sum of parts, each part a direction in key space scaled by a knob:
                later queries carries that direction on some heads, so the needle is among their
                best keys while its block mean is diluted by the other B - 1 keys.
   adversarial  `adversarial` needles whose aligned window of `adversarial_block` keys carries the
-               opposite direction, summing to minus the needle: the window's mean along the needle
-               is zero, so mean pooling cannot see it while the flat indexer ranks it first.
+               opposite direction, cancelling all the window holds along the needle: the window's
+               mean along it is zero (before centring), so mean pooling cannot see it while the flat
+               indexer ranks it among the best keys.
   norms        every key is scaled by a log-normal factor exp(`norm_sigma` * N(0, 1)): heavy-tailed
                key norms.
   noise        isotropic Gaussian noise of norm about `key_noise` (keys) and `query_noise` (queries).
@@ -178,8 +179,10 @@ def _layer(g, cfg, name, span, edges, q_pos, needle_pos, adv_pos):
             lo, hi = anti_window
             others = [s for s in range(lo, hi) if s != p]
             if others:
-                # the rest of the window sums to minus the needle: its mean along d is about zero
-                k[others] -= (cfg.needle_strength / len(others)) * d
+                # the rest of the window takes away all the window holds along d (needle, topic,
+                # noise): its mean along d is zero before centring, and the neighbours point away
+                total = float(k[lo:hi].sum(0) @ d)
+                k[others] -= (total / len(others)) * d
         later = torch.nonzero(q_pos > p).flatten()
         if len(later) == 0 or cfg.needle_queries == 0:
             return

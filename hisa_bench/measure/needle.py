@@ -5,7 +5,7 @@ position L - 1 (it sees every key), and the needle key is planted at p = round(x
 along the query's head-average direction u, scaled so that its flat score is `strength` times the
 best haystack score. The flat indexer therefore ranks it first; HISA and block-sparse keep it only
 if stage 1 keeps its block. In the adversarial variant the other keys of the needle's block
-(B-aligned) get minus the needle spread over them, so the block mean along u is zero.
+(B-aligned) share minus the block's whole component along u, so the block mean along u is zero.
 
 Selections come from hisa_bench.api (plain-torch references on the CPU, the kernels on a GPU).
 """
@@ -86,7 +86,10 @@ def plant(k, q, w, p: int, strength: float, block_size: int, adversarial: bool):
         hi = min(lo + block_size, k.shape[0])
         others = torch.cat([torch.arange(lo, p), torch.arange(p + 1, hi)])
         if len(others):
-            k[others] -= k[p] / len(others)
+            # the rest of the block takes away everything the block holds along u: its mean along
+            # u is exactly zero, and every neighbour points away from the query
+            total = float(k[lo:hi].sum(0) @ u)
+            k[others] -= (total / len(others)) * u
     return u
 
 
