@@ -36,7 +36,7 @@ def make_pages(runs: dict):
         notes.extend(run.missing)
     for kind in KINDS:
         if kind not in runs:
-            notes.append(f"no {kind} run: the {_WHAT_NEEDS[kind]} are left out")
+            notes.append(f"no {kind} run: left out: {_WHAT_NEEDS[kind]}")
     speed, iou, needle_run = runs.get("speed"), runs.get("iou"), runs.get("needle")
     plan = []
     if speed is not None:

@@ -53,6 +53,8 @@ def write_pages(pages, out_dir, on_page=None) -> tuple[Path, list[Path]]:
     try:
         for name, fig in pages:
             written.append(atomic_write_bytes(fig_dir / f"{name}.png", render_png(fig)))
+            # The layout is settled by the PNG's draw; the PDF reuses it instead of solving it again.
+            fig.set_layout_engine("none")
             if on_page:
                 on_page(name)
         pdf = atomic_write_bytes(out_dir / "report.pdf", render_pdf([fig for _, fig in pages]))
