@@ -12,6 +12,7 @@ half-split RoPE does: it scrambles positions and shows up as a perplexity in the
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,22 @@ class GGUFFile:
         # GGUF lists dimensions innermost first; torch wants them outermost first.
         shape = tuple(int(d) for d in reversed(list(t.shape)))
         return torch.from_numpy(a.astype("float32", copy=False).reshape(shape).copy())
+
+
+def open_gguf(path) -> GGUFFile:
+    """GGUFFile for path, shared within one process: gguf parses every metadata string (a 49K-entry
+    vocabulary and its merges) one by one, which takes seconds; the file itself stays memory-mapped."""
+    p = Path(path).resolve()
+    try:
+        stamp = p.stat().st_mtime_ns
+    except OSError:
+        raise HisaBenchError(f"GGUF file not found: {path}") from None
+    return _open_gguf_cached(p, stamp)
+
+
+@functools.lru_cache(maxsize=2)
+def _open_gguf_cached(path: Path, mtime_ns: int) -> GGUFFile:
+    return GGUFFile(path)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def resolve_device(name: str) -> torch.device:
 def capture_smollm2(text_path=None, context: int = 2048, queries: int = 128, layers: str | None = None,
                     device: str = "cpu", dtype: str = "float32", on_step: StepCallback | None = None) -> CaptureResult:
     from .bpe import GGUFTokenizer
-    from .gguf_llama import GGUFFile, LlamaModel, perplexity
+    from .gguf_llama import LlamaModel, open_gguf, perplexity
     from .smollm2 import MODEL_NAME, smollm2_gguf
 
     step = on_step or (lambda *a: None)
@@ -87,7 +87,7 @@ def capture_smollm2(text_path=None, context: int = 2048, queries: int = 128, lay
 
     gguf_path, package = smollm2_gguf()
     step("load", 0, 1)
-    g = GGUFFile(gguf_path)
+    g = open_gguf(gguf_path)
     tok = GGUFTokenizer(g)
     ids = tok.encode(text)
     if context > len(ids):
