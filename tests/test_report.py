@@ -77,7 +77,9 @@ def make_iou_run(parent, name="iou-20261129-100500", points=((64, 32), (128, 16)
                  queries=40, speed_grid=True, seed=1):
     rng = np.random.default_rng(seed)
     per_query, layer_rows, runs = [], [], []
-    for bs, m in points:
+    for point in points:
+        bs, m = point[:2]
+        pooling = point[2] if len(point) > 2 else "mean"
         for layer in range(layers):
             for method in ("hisa", "block_sparse"):
                 pos = np.arange(queries) * 256 + 100
@@ -85,19 +87,19 @@ def make_iou_run(parent, name="iou-20261129-100500", points=((64, 32), (128, 16)
                 trivial = visible <= bs * m
                 iou = np.where(trivial & (method == "hisa"), 1.0, rng.uniform(0.3, 1.0, queries)).round(6)
                 for q in range(queries):
-                    per_query.append({"block_size": bs, "blocks": m, "pooling": "mean", "method": method,
+                    per_query.append({"block_size": bs, "blocks": m, "pooling": pooling, "method": method,
                                       "layer": f"blk.{layer}", "query": q, "q_pos": int(pos[q]),
                                       "visible": int(visible[q]), "trivial": bool(trivial[q]), "iou": iou[q],
                                       "recall": iou[q], "score_recall": 1.0, "top1_recall": 1.0,
                                       "top16_recall": 1.0, "top128_recall": 1.0})
                 nt = iou[~trivial]
-                layer_rows.append({"block_size": bs, "blocks": m, "pooling": "mean", "method": method,
+                layer_rows.append({"block_size": bs, "blocks": m, "pooling": pooling, "method": method,
                                    "layer": f"blk.{layer}", "queries": queries, "trivial": int(trivial.sum()),
                                    "iou_mean": round(float(nt.mean()), 6), "iou_p1": round(float(np.percentile(nt, 1)), 6),
                                    "iou_p5": round(float(np.percentile(nt, 5)), 6), "iou_min": float(nt.min()),
                                    "recall_mean": round(float(nt.mean()), 6), "score_recall_mean": 1.0,
                                    "top1_recall": 1.0, "top16_recall": 1.0, "top128_recall": 1.0})
-        runs.append({"config": {"block_size": bs, "blocks": m, "pooling": "mean"}, "layers": [], "overall": {}})
+        runs.append({"config": {"block_size": bs, "blocks": m, "pooling": pooling}, "layers": [], "overall": {}})
     path = Path(parent) / name
     path.mkdir(parents=True)
     pd.DataFrame(layer_rows).to_csv(path / "layers.csv", index=False)
@@ -105,7 +107,7 @@ def make_iou_run(parent, name="iou-20261129-100500", points=((64, 32), (128, 16)
     (path / "iou.json").write_text(json.dumps({"runs": runs} if len(points) > 1 else runs[0]))
     if speed_grid:
         grid = [{"block_size": bs, "blocks": m, "hisa_ms": round(0.1 * m / bs + 0.2, 6), "flat_ms": 1.0}
-                for bs, m in points]
+                for bs, m in sorted({p[:2] for p in points})]
         for g in grid:
             g["speedup"] = round(g["flat_ms"] / g["hisa_ms"], 6)
         pd.DataFrame(grid).to_csv(path / "speed_grid.csv", index=False)
@@ -339,6 +341,25 @@ def test_grid_speedup_from_the_speed_run_without_speed_grid(tmp_path):
     assert "speed-20261129-100000, chunk mode at L=64K" in fig.axes[0].get_xlabel()
     assert any("fidelity alone" in n for n in alone_notes)
     assert set(_lines(alone, "grid-fidelity|")) == {"grid-fidelity|B=64", "grid-fidelity|B=128"}
+
+
+def test_pooling_grid_shows_mean_pooling_and_times_only_it(tmp_path):
+    from hisa_bench.report import iou_figures
+    from hisa_bench.report.loading import load_run
+    from hisa_bench.report.style import report_style
+
+    # iou.json lists the max-pooling point first; the distributions still show the paper's mean pooling
+    # only when the speed run timed it; without a speed run they show iou.json's first configuration.
+    iou = load_run(make_iou_run(tmp_path, points=((128, 32, "max"), (128, 32, "mean"), (128, 64, "mean"),
+                                                  (128, 64, "quest"))))
+    speed = load_run(make_speed_run(tmp_path, modes=("chunk",)))
+    assert iou_figures.chosen_point(iou, speed) == (128.0, 64.0, "mean")
+    assert iou_figures.chosen_point(iou, None) == (128.0, 32.0, "max")
+    with report_style():
+        fig, notes = iou_figures.grid_pareto(iou, speed)
+    x, y = _lines(fig, "grid|")["grid|points"]
+    assert len(x) == 2   # speed_grid.csv has no pooling column: it timed mean pooling only
+    assert any("no speedup for B=128, m=32, max; B=128, m=64, quest" in n for n in notes)
 
 
 # --- needle -----------------------------------------------------------------------------------

@@ -51,9 +51,22 @@ def point_label(point) -> str:
     return text
 
 
+DEFAULT_POOLING = "mean"   # the paper's pooling, and the one the speed kernels time
+
+
+def _pooling_of(point) -> str:
+    return str(point[2]) if len(point) > 2 else DEFAULT_POOLING
+
+
+def _speed_pooling(speed_run) -> str:
+    cfg = (speed_run.meta.get("speed") or {}).get("config") if speed_run is not None else None
+    return str(cfg.get("pooling", DEFAULT_POOLING)) if isinstance(cfg, dict) else DEFAULT_POOLING
+
+
 def chosen_point(iou_run, speed_run=None):
-    """The grid point the distribution pages show: the configuration the speed run timed when it is one
-    of the grid's points, else the first configuration of iou.json, else the smallest point."""
+    """The grid point the distribution pages show: the configuration (block size, blocks, pooling) the
+    speed run timed most often when it is one of the grid's points, else the first configuration of
+    iou.json, else the first point with mean pooling, else the first point."""
     points = grid_points(iou_run)
     if len(points) <= 1:
         return points[0] if points else None
@@ -61,23 +74,26 @@ def chosen_point(iou_run, speed_run=None):
         hisa = speed_run.tables["speed"]
         hisa = hisa[(hisa["backend"].str.strip() == "hisa") & (hisa["status"].str.strip() == "ok")]
         if {"block_size", "blocks"} <= set(hisa.columns) and not hisa.empty:
-            common = hisa.groupby(["block_size", "blocks"]).size().sort_index()
-            best = common[common == common.max()].index[0]
+            counts = hisa.groupby(["block_size", "blocks"]).size().sort_index()
+            best = tuple(counts[counts == counts.max()].index[0])
+            pooling = _speed_pooling(speed_run)
             for p in points:
-                if (p[0], p[1]) == tuple(best):
+                if (p[0], p[1]) == best and _pooling_of(p) == pooling:
                     return p
     meta = iou_run.meta.get("iou", {})
     runs = meta.get("runs") if isinstance(meta.get("runs"), list) else [meta]
-    for r in runs:
-        cfg = r.get("config") if isinstance(r, dict) else None
-        if isinstance(cfg, dict) and "block_size" in cfg and "blocks" in cfg:
-            for p in points:
-                try:
-                    if (p[0], p[1]) == (float(cfg["block_size"]), float(cfg["blocks"])):
-                        return p
-                except (TypeError, ValueError):
-                    break
-        break
+    cfg = runs[0].get("config") if runs and isinstance(runs[0], dict) else None
+    if isinstance(cfg, dict):
+        for p in points:
+            try:
+                same = (p[0], p[1]) == (float(cfg.get("block_size")), float(cfg.get("blocks")))
+            except (TypeError, ValueError):
+                break
+            if same and _pooling_of(p) == str(cfg.get("pooling", _pooling_of(p))):
+                return p
+    for p in points:
+        if _pooling_of(p) == DEFAULT_POOLING:
+            return p
     return points[0]
 
 
@@ -135,7 +151,7 @@ def iou_layers(run, speed_run=None):
                 continue
             x, y = cdf_points(vals)
             (line,) = ax.plot(x, y, drawstyle="steps-post", color=cmap(norm(i)), linewidth=1.0,
-                              label=f"layer {layer}" if len(layers) <= 12 else None)
+                              label=(f"layer {layer}" if layer.isdigit() else layer) if len(layers) <= 12 else None)
             line.set_gid(f"iou-cdf|{normal_method(method)}|{layer}")
         x, y = cdf_points(mrows["iou"].dropna().to_numpy())
         (line,) = ax.plot(x, y, drawstyle="steps-post", color="black", linestyle="--", linewidth=1.4,
@@ -217,18 +233,27 @@ def fidelity_by_point(run) -> pd.DataFrame:
     return fid.rename(columns={"iou_mean": "fidelity"})
 
 
+def _point(fid, row) -> tuple:
+    return tuple(getattr(row, c) for c in _point_cols(fid))
+
+
 def speedup_by_point(iou_run, speed_run, fid: pd.DataFrame):
     """Speedup for each grid point, and where it came from: speed_grid.csv of the iou run, else the
     speed run's hisa rows of the same (block_size, blocks) at one (mode, length) shared by as many
-    points as possible. Returns (series aligned with fid, source text or None, notes)."""
+    points as possible. A timing covers only the pooling it ran with (speed_grid.csv's pooling
+    column, the speed run's config, else mean pooling): other poolings get none.
+    Returns (series aligned with fid, source text or None, notes)."""
     notes = []
     grid = iou_run.tables.get("speed_grid")
     if grid is not None and not grid.empty:
         g = grid.dropna(subset=["speedup"])
         if g.duplicated(["block_size", "blocks"]).any():
             notes.append(f"grid: {iou_run.name}/speed_grid.csv has several rows per point; their median is used")
-        med = g.groupby(["block_size", "blocks"])["speedup"].median()
-        values = [med.get((r.block_size, r.blocks), np.nan) for r in fid.itertuples()]
+        keys = ["block_size", "blocks"] + (["pooling"] if "pooling" in g.columns else [])
+        med = g.groupby(keys)["speedup"].median()
+        values = [med.get(tuple(getattr(r, k) for k in keys), np.nan)
+                  if "pooling" in keys or _pooling_of(_point(fid, r)) == DEFAULT_POOLING else np.nan
+                  for r in fid.itertuples()]
         return pd.Series(values, index=fid.index, dtype=float), f"{iou_run.name}/speed_grid.csv", notes
     if speed_run is None:
         return pd.Series(np.nan, index=fid.index), None, notes
@@ -250,7 +275,9 @@ def speedup_by_point(iou_run, speed_run, fid: pd.DataFrame):
     best = sorted(counts.items(), key=lambda kv: (-kv[1], mode_key(kv[0][0]), -kv[0][1]))[0][0]
     at = hisa[(hisa["mode"] == best[0]) & (hisa["length"] == best[1])]
     med = at.groupby(["block_size", "blocks"])["speedup"].median()
-    values = [med.get((r.block_size, r.blocks), np.nan) for r in fid.itertuples()]
+    pooling = _speed_pooling(speed_run)
+    values = [med.get((r.block_size, r.blocks), np.nan) if _pooling_of(_point(fid, r)) == pooling else np.nan
+              for r in fid.itertuples()]
     source = f"{speed_run.name}, {best[0]} mode at L={fmt_len(best[1])}"
     return pd.Series(values, index=fid.index, dtype=float), source, notes
 
@@ -281,10 +308,13 @@ def grid_pareto(run, speed_run=None):
     if have.empty:
         notes.append("grid: no speedup measured for any grid point (no speed_grid.csv, no matching speed run rows): "
                      "fidelity alone is drawn")
-        for bs in sorted(fid["block_size"].unique()):
-            part = fid[fid["block_size"] == bs].sort_values("blocks")
-            (line,) = ax.plot(part["blocks"], part["fidelity"], marker="o", label=f"B={int(bs)}")
-            line.set_gid(f"grid-fidelity|B={int(bs)}")
+        cols = ["block_size"] + (["pooling"] if "pooling" in fid.columns and fid["pooling"].nunique() > 1 else [])
+        for key, part in fid.groupby(cols, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            label = f"B={int(key[0])}" + (f", {key[1]} pooling" if len(key) > 1 else "")
+            part = part.sort_values("blocks")
+            (line,) = ax.plot(part["blocks"], part["fidelity"], marker="o", label=label)
+            line.set_gid(f"grid-fidelity|{label}")
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter("{x:g}")
         ax.set_xlabel("blocks kept m")
