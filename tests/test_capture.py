@@ -18,7 +18,7 @@ from hisa_bench.capture.gguf_llama import apply_rope, permute_qk, rope_tables, u
 from hisa_bench.capture.gqa_proxy import GQAProxyCollector, sample_positions
 from hisa_bench.capture.pipeline import DEFAULT_TEXT, parse_layers
 from hisa_bench.errors import HisaBenchError
-from hisa_bench.inputs.dump import load_dump, save_dump
+from hisa_bench.inputs.dump import load_dump
 
 ROOT = Path(__file__).resolve().parent.parent
 DUMP = ROOT / "reports" / "dumps" / "smollm2-135m.pt"
@@ -147,7 +147,7 @@ def test_committed_dump_loads_and_matches_its_meta():
     n_layers = len(meta["layers"].split(","))
     assert len(d["layers"]) == n_layers * meta["kv_groups"]
     for e in d["layers"]:
-        T, (nq, H, D) = e["k"].shape[0], e["q"].shape
+        T, (nq, H, _) = e["k"].shape[0], e["q"].shape
         assert T == meta["tokens"] and H == meta["heads_per_group"]
         assert int(e["q_pos"][-1]) == T - 1
         assert torch.allclose(e["w"], torch.full((nq, H), 1.0 / H))
@@ -281,7 +281,7 @@ def _tiny(model_type):
 @pytest.mark.parametrize("model_type", ["deepseek_v32", "glm_moe_dsa"])
 def test_dsa_hook_reproduces_the_models_own_topk(model_type, tmp_path):
     from hisa_bench.api import causal_ranges, flat_select
-    from hisa_bench.capture.dsa_hook import DSAIndexerRecorder, find_indexers
+    from hisa_bench.capture.dsa_hook import DSAIndexerRecorder, find_indexers, record_dsa_dump
 
     if model_type not in _dsa:
         pytest.skip(f"transformers lacks {model_type}")
@@ -311,10 +311,12 @@ def test_dsa_hook_reproduces_the_models_own_topk(model_type, tmp_path):
             assert torch.allclose(sa, sb, rtol=1e-5, atol=1e-9), (t, a, b)
             kth = sa[0]
             assert set(a[scores[j, a] > kth].tolist()) == set(b[scores[j, b] > kth].tolist())
-    path = save_dump(tmp_path / "dsa.pt", rec.layers, rec.meta(text_sha256="0" * 64, notes="random init"))
+    path = record_dsa_dump(model, ids, tmp_path / "dsa.pt", queries=12, layers=[1], notes="random init")
     d = load_dump(path)
     assert d["meta"]["key_centered"] is False and d["meta"]["model"] == model_type
-    assert torch.equal(d["layers"][1]["k"], rec.layers[1]["k"])
+    assert d["meta"]["notes"] == "random init" and d["meta"]["tokens"] == 48
+    assert [e["name"] for e in d["layers"]] == ["layer01.indexer"]
+    assert torch.equal(d["layers"][0]["k"], rec.layers[1]["k"]) and torch.equal(d["layers"][0]["q"], rec.layers[1]["q"])
 
 
 @needs_dsa

@@ -199,3 +199,18 @@ def _check_topk(idx, q, k, w, q_pos, chosen, rtol=2e-2):
         if len(sel) != min(chosen.shape[-1], t + 1) or not torch.allclose(got, want, rtol=rtol, atol=rtol * scale):
             raise HisaBenchError(f"layer {idx}: the recorded indexer tensors do not reproduce the model's own "
                                  f"top-k (query at position {t}); unknown indexer layout")
+
+
+def record_dsa_dump(model, input_ids: torch.Tensor, path, queries: int | None = 128, layers=None,
+                    dtype: torch.dtype = torch.float32, **meta):
+    """One prefill forward of input_ids [1, T] (no cache) with every indexer recorded, saved as a dump.
+    meta (model, text_sha256, notes, ...) goes into the dump's meta. Returns the path written."""
+    from ..inputs.dump import save_dump
+
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+        raise HisaBenchError(f"input_ids: expected shape [1, T], got {list(input_ids.shape)}")
+    with DSAIndexerRecorder(model, queries=queries, layers=layers, dtype=dtype) as rec, torch.no_grad():
+        model(input_ids, use_cache=False)
+    if not rec.layers:
+        raise HisaBenchError("no indexer layer ran: check layers=")
+    return save_dump(path, rec.layers, rec.meta(**meta))
