@@ -75,11 +75,12 @@ def chosen_point(iou_run, speed_run=None):
         hisa = hisa[(hisa["backend"].str.strip() == "hisa") & (hisa["status"].str.strip() == "ok")]
         if {"block_size", "blocks"} <= set(hisa.columns) and not hisa.empty:
             counts = hisa.groupby(["block_size", "blocks"]).size().sort_index()
-            best = tuple(counts[counts == counts.max()].index[0])
-            pooling = _speed_pooling(speed_run)
-            for p in points:
-                if (p[0], p[1]) == best and _pooling_of(p) == pooling:
-                    return p
+            if not counts.empty:
+                best = tuple(counts[counts == counts.max()].index[0])
+                pooling = _speed_pooling(speed_run)
+                for p in points:
+                    if (p[0], p[1]) == best and _pooling_of(p) == pooling:
+                        return p
     meta = iou_run.meta.get("iou", {})
     runs = meta.get("runs") if isinstance(meta.get("runs"), list) else [meta]
     cfg = runs[0].get("config") if runs and isinstance(runs[0], dict) else None
@@ -334,11 +335,12 @@ def grid_pareto(run, speed_run=None):
     pts.set_gid("grid|points")
     order = np.argsort(sp[front], kind="stable")
     (fr,) = ax.plot(sp[front][order], fy[front][order], color="#d62728", marker="*", markersize=11,
-                    linestyle="--", label="Pareto front (no point is both faster and more faithful)")
+                    linestyle="--", label="Pareto front (no other point is both faster and more faithful)")
     fr.set_gid("grid|front")
     for (label, x, y) in zip([point_label(tuple(r)) for r in have[_point_cols(fid)].itertuples(index=False)], sp, fy):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axvline(1.0, color="black", linewidth=0.8, label="1x = flat indexer speed")
+    ax.margins(x=0.12, y=0.08)   # room for the point labels
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter("{x:g}x")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

@@ -23,8 +23,10 @@ RUN_NAME = re.compile(r"^(speed|iou|needle)-(\d{8}-\d{6})(?:-(.+))?$")
 
 # Columns each table must have for any figure to be drawn; the rest are optional.
 SPEED_REQUIRED = ("mode", "length", "backend", "status", "median_ms")
-SPEED_NUMERIC = ("length", "batch", "queries", "median_ms", "p20_ms", "p80_ms", "tflops", "flops", "gbps",
-                 "speedup", "peak_mem_gb", "pool_update_ms", "heads", "dim", "topk", "block_size", "blocks")
+SPEED_NUMERIC = ("length", "batch", "median_ms", "p20_ms", "p80_ms", "tflops", "gbps", "speedup", "pool_update_ms")
+# Shape columns: a word there (say blocks = "auto") is not a corrupt file; it only means that the
+# figures cannot match rows by that number, so those cells become empty and the report says so.
+SPEED_SHAPE = ("queries", "flops", "peak_mem_gb", "heads", "dim", "topk", "block_size", "blocks")
 LAYERS_REQUIRED = ("block_size", "blocks", "method", "layer", "iou_mean")
 LAYERS_NUMERIC = ("block_size", "blocks", "queries", "trivial", "iou_mean", "iou_p1", "iou_p5", "iou_min",
                   "recall_mean", "score_recall_mean", "top1_recall", "top16_recall", "top128_recall")
@@ -77,9 +79,10 @@ def _read_json(path: Path) -> object:
         raise HisaBenchError(f"corrupt JSON in {path}: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
-def _read_csv(path: Path, required, numeric, optional=False) -> pd.DataFrame | None:
+def _read_csv(path: Path, required, numeric, optional=False, lenient=(), notes=None) -> pd.DataFrame | None:
     """Read a results CSV; check required columns and that numeric columns hold numbers (empty cells
-    are allowed: failed rows leave their timing columns empty)."""
+    are allowed: failed rows leave their timing columns empty). Text in a `lenient` column becomes an
+    empty cell and a line in `notes`."""
     if not path.is_file():
         if optional:
             return None
@@ -109,6 +112,14 @@ def _read_csv(path: Path, required, numeric, optional=False) -> pd.DataFrame | N
             row = int(bad.idxmax())
             raise HisaBenchError(
                 f"corrupt CSV {path}: column {col!r} holds {frame[col][row]!r} on data row {row + 1}, not a number")
+        frame[col] = values.astype(float)
+    for col in [c for c in lenient if c in frame.columns]:
+        raw = frame[col].str.strip()
+        values = pd.to_numeric(raw.where(raw != "", None), errors="coerce")
+        words = sorted(set(raw[values.isna() & (raw != "")]))
+        if words and notes is not None:
+            notes.append(f"{path.parent.name}/{path.name}: column {col!r} holds {', '.join(map(repr, words[:3]))}, "
+                         "not numbers; those cells are treated as empty")
         frame[col] = values.astype(float)
     return frame
 
@@ -144,7 +155,7 @@ def _load_speed(run: Run):
     if not isinstance(meta, dict):
         raise HisaBenchError(f"corrupt {run.path / 'speed.json'}: expected an object with 'config' and 'rows'")
     run.meta["speed"] = meta
-    rows = _read_csv(run.path / "speed.csv", SPEED_REQUIRED, SPEED_NUMERIC)
+    rows = _read_csv(run.path / "speed.csv", SPEED_REQUIRED, SPEED_NUMERIC, lenient=SPEED_SHAPE, notes=run.missing)
     for col, default in (("batch", 1.0), ("baseline", "flat")):
         if col not in rows.columns:
             rows[col] = default
