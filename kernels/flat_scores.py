@@ -88,32 +88,43 @@ def _flat_scores_kernel(
         tl.store(OUT + tq[None, :].to(tl.int64) * stride_ot + rel, s, mask=vis)
 
 
-# Tuned on an H200 (docs/performance.md); the interpreter gets one small pinned config.
-def _config(hp: int, n_queries: int, n_keys_per_query: int):
+# Tuned on an H200 (docs/performance.md: 256 query-head rows x 64 keys per step won for fp8 and
+# bf16); the interpreter gets one small pinned config.
+def _config(hp: int, fp8: bool = True):
     if INTERPRETED:
         return dict(BLOCK_Q=max(1, 16 // hp), BLOCK_N=16, num_warps=4, num_stages=1, KEYS_AS_A=True)
-    block_q = max(1, 128 // hp)
-    return dict(BLOCK_Q=block_q, BLOCK_N=128, num_warps=8, num_stages=3, KEYS_AS_A=True)
+    return dict(BLOCK_Q=max(1, 256 // hp), BLOCK_N=64, num_warps=8, num_stages=5 if fp8 else 3, KEYS_AS_A=True)
 
 
-def scores_plan(ks, ke, H: int, config=None, split_n=None):
+def _span(ks, ke, block_q, block_n):
+    """Longest key range a program of block_q consecutive queries must cover."""
+    T = ks.shape[0]
+    n_qblocks = triton.cdiv(T, block_q)
+    pad = n_qblocks * block_q - T
+    ks_g = torch.nn.functional.pad(ks.long(), (0, pad), value=2**31 - 1).view(n_qblocks, block_q)
+    ke_g = torch.nn.functional.pad(ke.long(), (0, pad), value=0).view(n_qblocks, block_q)
+    return int((ke_g.max(1).values - (ks_g.min(1).values // block_n) * block_n).max().item())
+
+
+def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True):
     """Launch geometry for a set of query ranges (host ints; computing it syncs once)."""
     T = ks.shape[0]
     hp = max(next_pow2(H), 1)
-    cfg = dict(_config(hp, T, 0))
+    cfg = dict(_config(hp, fp8))
     if config:
         cfg.update(config)
     block_q, block_n = cfg["BLOCK_Q"], cfg["BLOCK_N"]
+    width = int((ke - ks).max().item()) if T else 0
+    span = _span(ks, ke, block_q, block_n) if T else 0
+    if span > 2 * width + block_n and not (config and "BLOCK_Q" in config):
+        # the queries of one program do not share keys (decode batches, packed sequences):
+        # one query per program, or each would score its neighbours' keys too
+        block_q = cfg["BLOCK_Q"] = max(1, 16 // hp)
+        span = _span(ks, ke, block_q, block_n)
     if block_q * hp < 16:  # tl.dot needs at least 16 rows/columns
         block_q = cfg["BLOCK_Q"] = 16 // hp
-    width = int((ke - ks).max().item()) if T else 0
+        span = _span(ks, ke, block_q, block_n) if T else 0
     n_qblocks = triton.cdiv(T, block_q) if T else 0
-    span = 0
-    if T:
-        pad = n_qblocks * block_q - T
-        ks_g = torch.nn.functional.pad(ks.long(), (0, pad), value=2**31 - 1).view(n_qblocks, block_q)
-        ke_g = torch.nn.functional.pad(ke.long(), (0, pad), value=0).view(n_qblocks, block_q)
-        span = int((ke_g.max(1).values - (ks_g.min(1).values // block_n) * block_n).max().item())
     if split_n is None:
         # enough programs to fill the machine, without pieces so small that reloading Q dominates
         pieces = max(1, min(triton.cdiv(max(span, 1), 2048), triton.cdiv(4 * 132, max(n_qblocks, 1))))
@@ -132,7 +143,7 @@ def launch_scores(q, k, w, ks, ke, k_scale=None, *, out=None, force_ends=False, 
     """
     T, H, D = q.shape
     if plan is None:
-        plan = scores_plan(ks, ke, H, config)
+        plan = scores_plan(ks, ke, H, config, fp8=q.dtype == torch.float8_e4m3fn)
     width = plan["width"]
     if out is None:
         out = torch.empty((T, max(width, 1)), dtype=torch.float32, device=q.device)

@@ -55,12 +55,13 @@ def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=
     return stage
 
 
-def _topk_stage(buf, k, row_len, base, out, chunks, scratch, block_map=None, map_block_size=1, cfg=None):
+def _topk_stage(buf, k, row_len, base, out, chunks, scratch, block_map=None, map_block_size=1, cfg=None,
+                all_valid=False):
     def stage():
         for t0, t1 in chunks:
             launch_topk(buf[: t1 - t0], k, row_len[t0:t1], None if base is None else base[t0:t1],
                         None if block_map is None else block_map[t0:t1], map_block_size,
-                        out=out[t0:t1], scratch=scratch, config=cfg)
+                        out=out[t0:t1], scratch=scratch, config=cfg, all_valid=all_valid)
     return stage
 
 
@@ -81,7 +82,7 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
                  topk_cfg=None):
     T, H, D = q.shape
     chunks = _chunks(T, query_chunk)
-    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config) for a, b in chunks]
+    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8) for a, b in chunks]
     width = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     buf = torch.empty((max(rows, 1), max(width, 1)), dtype=torch.float32, device=q.device)
@@ -93,7 +94,7 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     def build(cs):
         ps = [plans[chunks.index(c)] for c in cs]
         return [_scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps),
-                _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg)]
+                _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg, all_valid=True)]
 
     stages = dict(zip(("scores", "topk"), build(chunks)))
     pairs = int(row_len.sum()) if T else 0
@@ -127,7 +128,7 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
     kbar, kbar_scale = pool_keys(k, k_scale, B, pooling)
     bks = torch.div(ks, B, rounding_mode="floor").to(torch.int32)
     bke = (torch.div(ke - 1, B, rounding_mode="floor") + 1).to(torch.int32)
-    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config) for a, b in chunks]
+    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config, fp8=q.dtype == FP8) for a, b in chunks]
     bwidth = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     J = torch.empty((max(rows, 1), max(bwidth, 1)), dtype=torch.float32, device=q.device)
@@ -141,7 +142,7 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
     def build(cs):
         ps = [plans[chunks.index(c)] for c in cs]
         return [_scores_stage(q, kbar, w, bks, bke, kbar_scale, J, cs, ps, force_ends=True),
-                _topk_stage(J, m, brow, bks, kept_out, cs, scratch)]
+                _topk_stage(J, m, brow, bks, kept_out, cs, scratch, all_valid=True)]
 
     block_pairs = int(brow.sum()) if T else 0
     info = dict(kbar=kbar, kbar_scale=kbar_scale, block_pairs=block_pairs,

@@ -20,8 +20,14 @@ def test_pooling_matches_reference(dtype, N, B, device):
     kbar, kbar_scale = pool_mean(k, ksc, B)
     ref = pool_keys_ref(k, ksc, B)
     got = dequantize_keys(kbar, kbar_scale)
-    err = (got - ref).norm() / ref.norm()
-    assert err < (0.05 if dtype == "fp8" else 1e-2), f"relative error {err:.3g}"
+    if dtype == "fp8":
+        # e4m3 keeps 3 mantissa bits: each element within half a step (1/16 relative), or within
+        # the subnormal step near zero
+        bound = ref.abs() / 16 + kbar_scale.double()[:, None] * 2.0 ** -9
+        assert ((got - ref).abs() <= bound * 1.01).all()
+        assert torch.allclose(kbar_scale.double(), ref.abs().amax(1) / 448, rtol=1e-5)
+    else:
+        assert ((got - ref).norm() / ref.norm()) < 1e-2
     # decode update: recompute only listed blocks, in place
     poisoned = torch.full_like(kbar.float(), float("nan")).to(kbar.dtype)
     ids = torch.tensor([0, (N - 1) // B], dtype=torch.int32, device=device)
