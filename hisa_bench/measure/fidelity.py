@@ -239,7 +239,7 @@ def summarize_point(per_query: pd.DataFrame, point: GridPoint, config: dict, met
     layers = []
     for name in layer_names:
         lrows = rows[rows["layer"] == name]
-        layers.append({"name": name, **_group_summary(lrows, methods)})
+        layers.append({"name": name, **_group_summary(lrows, methods), "buckets": _buckets(lrows, methods)})
     overall = _group_summary(rows, methods)
     overall["buckets"] = _buckets(rows, methods)
     cfg = dict(config, block_size=point.block_size, blocks=point.blocks, pooling=point.pooling)
