@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 PAGE_SIZE = (11.69, 8.27)   # A4 landscape, inches
-PNG_DPI = 120
+PNG_DPI = 100
 
 # Everything that decides how a page looks or how its bytes are written; applied over matplotlib's
 # defaults so that a user's style cannot change the output.
