@@ -80,7 +80,8 @@ def capture_smollm2(text_path=None, context: int = 2048, queries: int = 128, lay
         raise HisaBenchError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     if context < 2:
         raise HisaBenchError(f"--context {context}: expected at least 2 tokens")
-    parse_layers(layers)  # syntax errors before the slow load
+    parse_layers(layers)  # option errors before the slow load
+    q_pos = sample_positions(context, queries)
     text_path = Path(text_path) if text_path is not None else DEFAULT_TEXT
     text, sha = read_text(text_path)
     dev = resolve_device(device)
@@ -97,7 +98,6 @@ def capture_smollm2(text_path=None, context: int = 2048, queries: int = 128, lay
     if context > cfg.context_length:
         raise HisaBenchError(f"--context {context} is longer than the model's trained context ({cfg.context_length})")
     chosen = parse_layers(layers, cfg.n_layers)
-    q_pos = sample_positions(context, queries)
     step("load", 1, 1)
 
     collector = GQAProxyCollector(chosen, q_pos, cfg.group_size, DTYPES[dtype], center=True)

@@ -52,7 +52,10 @@ def register(app: typer.Typer):
 
         if fmt not in ("text", "json"):
             raise HisaBenchError(f"--format {fmt!r}: expected text or json")
-        n_ctx = parse_length(context)
+        try:
+            n_ctx = parse_length(context)
+        except HisaBenchError as e:
+            raise HisaBenchError(f"--context: {e}") from None
         out_path = Path(out) if out is not None else Path("reports/dumps") / f"smollm2-135m-ctx{n_ctx}.pt"
         if out_path.suffix == ".json":
             raise HisaBenchError(f"--out {out_path}: the dump needs its own name; the .json sidecar goes beside it")
