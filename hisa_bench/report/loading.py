@@ -139,8 +139,10 @@ def kind_of(path: Path) -> str:
 
 def load_run(path) -> Run:
     path = Path(path)
-    if not path.is_dir():
+    if not path.exists():
         raise HisaBenchError(f"run folder {path} does not exist")
+    if not path.is_dir():
+        raise HisaBenchError(f"{path} is not a run folder (a file, not a folder)")
     kind = kind_of(path)
     env = _read_json(path / "env.json")
     if not isinstance(env, dict):

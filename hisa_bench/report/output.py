@@ -3,6 +3,7 @@ inputs. Every file is rendered in memory and then written atomically (temporary 
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 
@@ -40,6 +41,20 @@ def render_png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write(path: Path, data: bytes, mode: int) -> Path:
+    # The atomic writer's temporary files are private (0600); a report is meant to be shared, so it
+    # gets the permissions an ordinary new file would have.
+    atomic_write_bytes(path, data)
+    os.chmod(path, mode)
+    return path
+
+
 def write_pages(pages, out_dir, on_page=None) -> tuple[Path, list[Path]]:
     """pages: [(name, figure)] in report order. Writes <out>/report.pdf and <out>/figures/<name>.png,
     and removes PNGs of page names this report no longer has (they would describe other runs)."""
@@ -50,14 +65,15 @@ def write_pages(pages, out_dir, on_page=None) -> tuple[Path, list[Path]]:
     except OSError as e:
         raise HisaBenchError(f"cannot create the report folder {fig_dir}: {e.strerror}") from None
     written = []
+    mode = 0o666 & ~_umask()
     try:
         for name, fig in pages:
-            written.append(atomic_write_bytes(fig_dir / f"{name}.png", render_png(fig)))
+            written.append(_write(fig_dir / f"{name}.png", render_png(fig), mode))
             # The layout is settled by the PNG's draw; the PDF reuses it instead of solving it again.
             fig.set_layout_engine("none")
             if on_page:
                 on_page(name)
-        pdf = atomic_write_bytes(out_dir / "report.pdf", render_pdf([fig for _, fig in pages]))
+        pdf = _write(out_dir / "report.pdf", render_pdf([fig for _, fig in pages]), mode)
     except OSError as e:
         raise HisaBenchError(f"cannot write the report in {out_dir}: {e.strerror or e}") from None
     keep = {p.name for p in written}
