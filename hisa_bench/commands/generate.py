@@ -57,8 +57,9 @@ def register(app: typer.Typer):
                                          help="Query positions have density ((s+1)/T)^tail: 0 uniform, larger = "
                                               "more queries near the end."),
     ):
-        """Write a synthetic dump with sinks, recency, topic spans, needles, adversarial pooling cases
-        and heavy-tailed key norms (docs/fidelity.md describes every knob)."""
+        """Write a seeded synthetic dump: sinks, recency, topics, needles, adversarial blocks, heavy tails.
+
+        docs/fidelity.md describes every knob."""
         from ..inputs.dump import save_dump
         from ..inputs.synthetic import generate as make
 

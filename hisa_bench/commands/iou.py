@@ -85,8 +85,9 @@ def register(app: typer.Typer):
                                           "(higher position wins), for blocks and tokens alike."),
         tag: str = typer.Option(None, "--tag", help="Suffix of the run folder name."),
     ):
-        """Per-query IoU, recall, score recall and top-r recall of HISA and block-sparse against flat,
-        aggregated per layer; writes iou.json, layers.csv, per_query.csv and env.json to a run folder."""
+        """Fidelity of HISA and block-sparse against flat on a dump: IoU, recall, score and top-r recall.
+
+        Writes iou.json, layers.csv, per_query.csv and env.json to a run folder (docs/fidelity.md)."""
         from ..errors import HisaBenchError
         from ..measure.options import int_list, name_list, resolve_device
         from ..measure.pooling import POOLINGS

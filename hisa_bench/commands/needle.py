@@ -60,8 +60,9 @@ def register(app: typer.Typer):
         out: str = typer.Option("reports/runs", "--out", help="Parent folder of the run folder."),
         tag: str = typer.Option(None, "--tag", help="Suffix of the run folder name."),
     ):
-        """Plant one needle key at depth x length among random keys and check which selections keep
-        it; writes needle.csv (and needle.json, env.json) to a run folder."""
+        """Plant one needle key at depth x length in random keys; check which selections keep it.
+
+        Writes needle.csv, needle.json and env.json to a run folder (docs/fidelity.md)."""
         import time
 
         from rich.console import Console
