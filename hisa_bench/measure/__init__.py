@@ -1,1 +1,1 @@
-"""Fidelity measurements: HISA and block-sparse selections against the flat indexer."""
+"""Measurements behind the commands: selection fidelity (iou, needle) and the helpers they share."""
