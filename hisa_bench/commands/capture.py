@@ -29,8 +29,9 @@ def register(app: typer.Typer):
                                   "(default: the shipped public-domain Alice's Adventures in Wonderland)."),
         context: str = typer.Option("2048", "--context", help="Tokens of the text to run in one forward "
                                     "(the first N tokens; 2048, 4k, ...)."),
-        queries: int = typer.Option(128, "--queries", help="Query positions kept per layer, spread evenly, "
-                                    "always holding the last token."),
+        queries: int = typer.Option(None, "--queries", help="Query positions kept per layer, spread evenly, "
+                                    "always holding the last token (default: 128, or every position of a "
+                                    "shorter context)."),
         layers: str = typer.Option(DEFAULT_LAYERS, "--layers", help="Model layers to keep (comma list, or all); "
                                    "each gives one dump layer per KV group."),
         out: Path = typer.Option(None, "--out", help="Dump file to write "
@@ -56,6 +57,8 @@ def register(app: typer.Typer):
             n_ctx = parse_length(context)
         except HisaBenchError as e:
             raise HisaBenchError(f"--context: {e}") from None
+        if queries is None:
+            queries = min(128, n_ctx)
         out_path = Path(out) if out is not None else Path("reports/dumps") / f"smollm2-135m-ctx{n_ctx}.pt"
         if out_path.suffix == ".json":
             raise HisaBenchError(f"--out {out_path}: the dump needs its own name; the .json sidecar goes beside it")
