@@ -190,6 +190,10 @@ def _load_iou(run: Run):
 
 
 def _load_needle(run: Run):
+    if (run.path / "needle.json").is_file():   # optional: its config goes on the environment page
+        meta = _read_json(run.path / "needle.json")
+        if isinstance(meta, dict):
+            run.meta["needle"] = meta
     table = _read_csv(run.path / "needle.csv", NEEDLE_REQUIRED, NEEDLE_NUMERIC)
     if "kept_rate" not in table.columns and "kept" not in table.columns:
         raise HisaBenchError(f"{run.path / 'needle.csv'} lacks both kept_rate and kept (see docs/results-format.md)")

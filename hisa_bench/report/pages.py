@@ -101,10 +101,45 @@ def _iou_summary(run, speed_run) -> list[str]:
     if body:
         lines += ["  " + l for l in table(["method", "layers", "IoU (mean of layer means)", "worst layer mean",
                                            "min IoU", "recall (mean)", "trivial queries"], body)]
+    overall = _overall_for(run, point)
+    if overall:
+        body = []
+        for key in sorted((k for k, v in overall.items() if isinstance(v, dict)), key=method_key):
+            o = overall[key]
+            body.append([normal_method(key)] + [fmt_num(o.get(c), 4) for c in
+                                                 ("iou_mean", "iou_p1", "iou_p5", "iou_min", "recall_mean",
+                                                  "score_recall_mean", "top1_recall", "top16_recall", "top128_recall")])
+        if body:
+            lines.append("  pooled over all layers (iou.json 'overall', non-trivial queries):")
+            lines += ["    " + l for l in table(["method", "IoU mean", "p1", "p5", "min", "recall", "score recall",
+                                                 "top1", "top16", "top128"], body)]
+        counts = [f"{label} {overall[k]}" for k, label in (("queries", "queries"), ("trivial", "trivial"),
+                                                           ("tied_flat", "tied at the flat k-th score"),
+                                                           ("tied_block", "tied at the HISA m-th block"))
+                  if k in overall]
+        if counts:
+            lines.append("  " + ", ".join(counts) + " (tied queries' figures depend on the tie rule)")
     pq = _select(run.tables["per_query"], point)
     lines.append(f"  per_query.csv at this point: {len(pq)} rows, {len(_nontrivial(pq))} non-trivial; "
                  f"{len(order)} layers")
     return lines
+
+
+def _overall_for(run, point):
+    """iou.json's 'overall' object of the grid point shown, or None."""
+    meta = run.meta.get("iou", {})
+    entries = meta.get("runs") if isinstance(meta.get("runs"), list) else [meta]
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("overall"), dict):
+            continue
+        cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        try:
+            same = (float(cfg.get("block_size")), float(cfg.get("blocks"))) == (float(point[0]), float(point[1]))
+        except (TypeError, ValueError):
+            same = len(entries) == 1
+        if same and (len(point) < 3 or str(cfg.get("pooling", point[2])) == str(point[2])):
+            return entry["overall"]
+    return None
 
 
 def _needle_summary(run) -> list[str]:
