@@ -77,7 +77,7 @@ def make_iou_run(parent, name="iou-20261129-100500", points=((64, 32), (128, 16)
                  queries=40, speed_grid=True, seed=1):
     rng = np.random.default_rng(seed)
     per_query, layer_rows, runs = [], [], []
-    for point in points:
+    for n_point, point in enumerate(points):
         bs, m = point[:2]
         pooling = point[2] if len(point) > 2 else "mean"
         for layer in range(layers):
@@ -99,7 +99,14 @@ def make_iou_run(parent, name="iou-20261129-100500", points=((64, 32), (128, 16)
                                    "iou_p5": round(float(np.percentile(nt, 5)), 6), "iou_min": float(nt.min()),
                                    "recall_mean": round(float(nt.mean()), 6), "score_recall_mean": 1.0,
                                    "top1_recall": 1.0, "top16_recall": 1.0, "top128_recall": 1.0})
-        runs.append({"config": {"block_size": bs, "blocks": m, "pooling": pooling}, "layers": [], "overall": {}})
+        pooled = {}
+        for method in ("hisa", "block_sparse"):
+            vals = [r["iou"] for r in per_query if r["method"] == method and not r["trivial"]
+                    and (r["block_size"], r["blocks"], r["pooling"]) == (bs, m, pooling)]
+            pooled[method] = {"iou_mean": float(np.mean(vals)), "iou_min": float(np.min(vals))}
+        overall = {"queries": layers * queries, "trivial": int(trivial.sum()) * layers, "tied_flat": n_point,
+                   "tied_block": 10 + n_point, **pooled}
+        runs.append({"config": {"block_size": bs, "blocks": m, "pooling": pooling}, "layers": [], "overall": overall})
     path = Path(parent) / name
     path.mkdir(parents=True)
     pd.DataFrame(layer_rows).to_csv(path / "layers.csv", index=False)
@@ -389,6 +396,15 @@ def test_only_an_iou_run_renders_its_pages_and_says_what_is_missing(tmp_path, ca
     assert page_count(tmp_path / "out" / "report.pdf") == 5   # summary, 3 iou pages, environment
     assert sorted(p.name for p in (tmp_path / "out" / "figures").iterdir()) == [
         "environment.png", "grid.png", "iou_layers.png", "iou_position.png", "summary.png"]
+
+
+def test_summary_shows_the_pooled_figures_of_the_shown_grid_point(full):
+    root, report = full
+    meta = json.loads((root / "runs" / "iou-20261129-100500" / "iou.json").read_text())
+    (shown,) = [r for r in meta["runs"] if (r["config"]["block_size"], r["config"]["blocks"]) == (128, 64)]
+    text = " ".join(t.get_text() for t in _page(report, "summary").texts)
+    assert f"tied at the HISA m-th block {shown['overall']['tied_block']}" in text
+    assert f"{shown['overall']['hisa']['iou_mean']:.4g}" in text
 
 
 def test_speed_run_without_decode_rows(tmp_path):
