@@ -34,7 +34,7 @@ def _env(device="cuda", gpu="NVIDIA H200", command="hisa-bench fixture"):
 
 
 def make_speed_run(parent, name="speed-20261129-100000", modes=("chunk", "prefill", "decode"), ceilings=None,
-                   seed=0):
+                   seed=0, gpu=True):
     rng = np.random.default_rng(seed)
     rows = []
     for mode in modes:
@@ -69,7 +69,8 @@ def make_speed_run(parent, name="speed-20261129-100000", modes=("chunk", "prefil
     if ceilings:
         meta["ceilings"] = ceilings
     (path / "speed.json").write_text(json.dumps(meta))
-    (path / "env.json").write_text(json.dumps(_env(command="hisa-bench speed --fixture")))
+    env = _env(command="hisa-bench speed --fixture") if gpu else _env(device="cpu", gpu=None)
+    (path / "env.json").write_text(json.dumps(env))
     return path
 
 
@@ -284,6 +285,13 @@ def test_ceilings_measured_by_the_run_replace_the_reference(tmp_path):
                    if (l.get_gid() or "").startswith("ceiling-"))
     assert found == [("ceiling-gbps|hbm", 4100.0), ("ceiling-tflops|fp8 mma", 987.5)]
     assert "speed.json" in fig.axes[0].get_legend().get_title().get_text()
+    # a run without a GPU gets no H200 reference lines: they say nothing about it
+    cpu = load_run(make_speed_run(tmp_path, name="speed-20261129-110000", modes=("chunk",), gpu=False))
+    with report_style():
+        fig, notes = speed_figures.throughput(cpu)
+    assert not [l for ax in fig.axes for l in ax.get_lines() if (l.get_gid() or "").startswith("ceiling-")]
+    assert any("no ceilings drawn" in n for n in notes)
+    assert "not GPU speeds" in fig.get_suptitle()
 
 
 # --- iou pages draw the numbers of layers.csv / per_query.csv / speed_grid.csv -------------------

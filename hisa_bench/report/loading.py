@@ -168,8 +168,16 @@ def _load_speed(run: Run):
         run.missing.append(f"{run.name}: speed.csv has no rows")
     elif ok.empty:
         run.missing.append(f"{run.name}: no row finished with status ok")
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    requested = config.get("modes") if isinstance(config.get("modes"), list) else None
     for mode in ("chunk", "prefill", "decode"):
-        if not rows.empty and not (ok["mode"] == mode).any():
+        if rows.empty or (ok["mode"].str.strip() == mode).any():
+            continue
+        if requested is not None and mode not in requested:
+            run.missing.append(f"{run.name}: no {mode} rows (not requested)")
+        elif (rows["mode"].str.strip() == mode).any():
+            run.missing.append(f"{run.name}: no {mode} row finished with status ok")
+        else:
             run.missing.append(f"{run.name}: no {mode} rows")
 
 

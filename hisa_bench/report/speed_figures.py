@@ -78,7 +78,7 @@ def _cfg_sort_key(cfg: str):
 def _cpu_warning(run) -> str:
     if run.on_gpu:
         return ""
-    return " [times from a CPU run (Triton interpreter): not GPU speeds]"
+    return "\n(times from a run without a GPU, through the Triton interpreter: not GPU speeds)"
 
 
 def latency(run):
@@ -175,13 +175,13 @@ def stages(run):
         bottom = [0.0] * len(rows)
         for col, name in zip(cols, stage_names):
             heights = rows[col].fillna(0.0).tolist()
-            bars = ax.bar(x, heights, bottom=bottom, color=stage_colour(name, stage_names), label=name,
-                          edgecolor="white", linewidth=0.5)
+            ax.bar(x, heights, bottom=bottom, color=stage_colour(name, stage_names), label=name,
+                   edgecolor="white", linewidth=0.5)
             bottom = [b + h for b, h in zip(bottom, heights)]
         if mode == "decode" and "pool_update_ms" in rows.columns and rows["pool_update_ms"].notna().any():
             heights = rows["pool_update_ms"].fillna(0.0).tolist()
-            bars = ax.bar(x, heights, bottom=bottom, color="white", edgecolor="#555555", hatch="///",
-                          linewidth=0.5, label="pool update (one new token)")
+            ax.bar(x, heights, bottom=bottom, color="white", edgecolor="#555555", hatch="///",
+                   linewidth=0.5, label="pool update (one new token)")
         (line,) = ax.plot(x, rows["median_ms"], linestyle="none", marker="_", markersize=18, color="black",
                           markeredgewidth=2, label="end-to-end median")
         line.set_gid(f"stages|{mode}|median")
@@ -189,7 +189,7 @@ def stages(run):
         ax.set_xlabel("context length L" + (" / decode batch b" if mode == "decode" else ""))
         ax.set_ylabel("time per call (ms, stage medians)")
         ax.set_title(f"{mode}")
-        ax.legend(loc="upper left")
+        ax.legend(loc="best")
     fig.suptitle("HISA time per stage (stacked stage medians; bar = end-to-end median)" + _cpu_warning(run))
     footer(fig, [run])
     return fig, []
@@ -208,6 +208,10 @@ def throughput(run):
         if c not in [p[0] for p in panels]:
             notes.append(f"throughput: {run.name} has no {c} values; those panels are left out")
     ceilings, measured = ceilings_for(run)
+    if not measured and not run.on_gpu:
+        # The H200 reference says nothing about a run made without a GPU, and would squash its lines.
+        ceilings = []
+        notes.append(f"throughput: {run.name} ran without a GPU: no ceilings drawn")
     modes = modes_of(ok[ok[[c for c, _ in panels]].notna().any(axis=1)])
     fig = new_figure()
     grid = fig.subplots(len(panels), len(modes), squeeze=False)
@@ -231,10 +235,11 @@ def throughput(run):
             ax.set_ylabel(f"achieved {unit}\n({what} / median time)")
             ax.set_title(f"{mode}: {'compute' if col == 'tflops' else 'memory traffic'}")
     sources = sorted({c.source.replace(", measured", ",\nmeasured") for c in ceilings})
-    figure_legend(fig, grid.ravel(), title="ceilings:\n" + "\n".join(sources))
-    title = "Achieved throughput against the GPU's ceilings"
-    if not measured:
-        title += " (ceilings: H200 reference lines, not measured in this run)"
+    figure_legend(fig, grid.ravel(), title=("ceilings:\n" + "\n".join(sources)) if sources else None)
+    title = "Achieved throughput against the GPU's ceilings" if ceilings else "Achieved throughput (no ceilings drawn)"
+    if ceilings and not measured:
+        title += " (ceilings: H200 reference lines, not measured in this run"
+        title += ")" if "H200" in run.gpu else f"; the run's GPU is {run.gpu})"
     fig.suptitle(title + _cpu_warning(run))
     footer(fig, [run], "flat: flat-equivalent work; other backends: the MMA work they do (speed.csv 'flops'); "
                        "bytes: inputs read once, outputs written once")

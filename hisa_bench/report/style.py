@@ -141,9 +141,12 @@ def _plain(value, _pos=None) -> str:
 
 
 def plain_log_y(ax, base=10):
-    """Log y axis labelled 0.5, 1, 2, 5, 10 ... instead of 5x10^-1 (easier to read off)."""
+    """Log y axis labelled 0.5, 1, 2, 5, 10 ... instead of 5x10^-1 (easier to read off). Call it after
+    plotting: the tick spacing depends on the range of the data."""
     ax.set_yscale("log", base=base)
-    if base == 10:
+    low, high = ax.dataLim.intervaly
+    # 1-2-5 ticks read best over a few decades; over many, ticks at the decades only.
+    if base == 10 and low > 0 and high / low <= 1e3:
         ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
