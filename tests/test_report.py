@@ -294,6 +294,33 @@ def test_ceilings_measured_by_the_run_replace_the_reference(tmp_path):
     assert "not GPU speeds" in fig.get_suptitle()
 
 
+def test_several_block_configurations_become_several_lines(tmp_path):
+    from hisa_bench.report import iou_figures, speed_figures
+    from hisa_bench.report.loading import load_run
+    from hisa_bench.report.style import report_style
+
+    path = make_speed_run(tmp_path, modes=("chunk",))
+    rows = pd.read_csv(path / "speed.csv", dtype=str, keep_default_na=False)
+    extra = rows[(rows["backend"] == "hisa") & (rows["status"] == "ok")].copy()
+    extra["block_size"], extra["blocks"] = "64", "32"
+    extra["median_ms"] = (extra["median_ms"].astype(float) * 0.5).round(6).astype(str)
+    extra["speedup"] = (extra["speedup"].astype(float) * 2).round(6).astype(str)
+    pd.concat([rows, extra]).to_csv(path / "speed.csv", index=False)
+    speed = load_run(path)
+    iou = load_run(make_iou_run(tmp_path, speed_grid=False))
+    with report_style():
+        lat, _ = speed_figures.latency(speed)
+        grid, notes = iou_figures.grid_pareto(iou, speed)
+    lines = _lines(lat, "latency|chunk|hisa")
+    assert sorted(lines) == ["latency|chunk|hisa (B=128, m=64)", "latency|chunk|hisa (B=64, m=32)"]
+    np.testing.assert_array_equal(lines["latency|chunk|hisa (B=64, m=32)"][1],
+                                  extra.sort_values("length", key=lambda c: c.astype(int))["median_ms"].astype(float).to_numpy())
+    x, _ = _lines(grid, "grid|")["grid|points"]
+    ok = speed.tables["speed"]
+    at = ok[(ok["backend"] == "hisa") & (ok["length"] == 65536) & (ok["status"] == "ok")]
+    assert sorted(x) == sorted(at["speedup"])   # both timed points, read at the longest chunk length
+
+
 # --- iou pages draw the numbers of layers.csv / per_query.csv / speed_grid.csv -------------------
 
 def test_iou_cdf_is_the_per_query_values(full):
