@@ -41,10 +41,13 @@ def grid_points(run) -> list[tuple]:
     layers = run.tables["layers"]
     cols = _point_cols(layers)
     pts = layers[cols].drop_duplicates()
-    return sorted((tuple(r) for r in pts.itertuples(index=False)), key=lambda p: tuple(str(x) if i == 2 else x for i, x in enumerate(p)))
+    return sorted((tuple(r) for r in pts.itertuples(index=False)),
+                  key=lambda p: tuple(str(x) if i == 2 else x for i, x in enumerate(p)))
 
 
 def point_label(point) -> str:
+    if point is None:   # layers.csv without rows: the pages pool whatever per_query.csv holds
+        return "all grid points"
     text = f"B={int(point[0])}, m={int(point[1])}"
     if len(point) > 2 and str(point[2]) not in ("", "nan", "mean"):
         text += f", {point[2]}"

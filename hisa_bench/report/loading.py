@@ -171,8 +171,8 @@ def _load_speed(run: Run):
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     requested = config.get("modes") if isinstance(config.get("modes"), list) else None
     for mode in ("chunk", "prefill", "decode"):
-        if rows.empty or (ok["mode"].str.strip() == mode).any():
-            continue
+        if ok.empty or (ok["mode"].str.strip() == mode).any():
+            continue   # (no ok row at all is said once, above)
         if requested is not None and mode not in requested:
             run.missing.append(f"{run.name}: no {mode} rows (not requested)")
         elif (rows["mode"].str.strip() == mode).any():
