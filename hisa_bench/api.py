@@ -128,8 +128,9 @@ def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blo
 def block_sparse_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128,
                         pooling="mean", backend="auto"):
     """Stage 1 alone: keep topk // B blocks by the HISA rule and every visible key in them."""
-    validate(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
-             blocks=max(2, topk // block_size), pooling=pooling)
+    validate(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, pooling=pooling)
+    if topk < block_size:
+        raise HisaBenchError(f"block-sparse keeps topk // block size blocks: topk {topk} < block size {block_size}")
     if _use_kernels(backend, q.device):
         from kernels import indexers
         return indexers.block_sparse_select(q, k, w, ks.int(), ke.int(), k_scale, topk=topk,

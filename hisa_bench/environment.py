@@ -53,6 +53,15 @@ def gpu_info():
     return info
 
 
+def _command_line():
+    """The command as the user would type it: `hisa-bench ...` however the CLI was started."""
+    args = [shlex.quote(a) for a in sys.argv[1:]]
+    prog = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if prog in ("cli.py", "__main__.py", "hisa-bench") or prog.startswith("hisa_bench"):
+        return " ".join(["hisa-bench"] + args)
+    return " ".join([shlex.quote(prog)] + args)
+
+
 def stamp(command=None, timing=None, device=None):
     """A JSON-ready dict: GPU, driver, clocks, versions, commit, command, timing settings."""
     import torch
@@ -71,7 +80,7 @@ def stamp(command=None, timing=None, device=None):
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(),
-        "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command if command is not None else _command_line(),
         "timing": timing or {},
         "env": {k: os.environ[k] for k in ("TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES") if k in os.environ},
     }

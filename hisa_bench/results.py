@@ -12,10 +12,17 @@ import datetime as _dt
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
 from .errors import HisaBenchError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
@@ -25,6 +32,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600 files; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -60,6 +68,7 @@ class RunFolder:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.out_dir))
+            os.chmod(self.tmp, 0o777 & ~_umask())
         except OSError as e:
             raise HisaBenchError(f"cannot create a run folder in {self.out_dir}: {e.strerror}") from None
 
@@ -80,9 +89,20 @@ class RunFolder:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
+        # a run stopped by SIGTERM (e.g. `timeout`) must not leave its temporary folder behind
+        try:
+            self._old_term = signal.signal(signal.SIGTERM, self._on_term)
+        except ValueError:  # not the main thread
+            self._old_term = None
         return self
 
+    def _on_term(self, signum, frame):
+        self.abort()
+        raise SystemExit(128 + signum)
+
     def __exit__(self, exc_type, exc, tb):
+        if self._old_term is not None:
+            signal.signal(signal.SIGTERM, self._old_term)
         if exc_type is not None:
             self.abort()
         return False

@@ -92,7 +92,7 @@ def _flat_scores_kernel(
 # bf16); the interpreter gets one small pinned config.
 def _config(hp: int, fp8: bool = True):
     if INTERPRETED:
-        return dict(BLOCK_Q=max(1, 16 // hp), BLOCK_N=16, num_warps=4, num_stages=1, KEYS_AS_A=True)
+        return dict(BLOCK_Q=max(1, 64 // hp), BLOCK_N=64, num_warps=4, num_stages=1, KEYS_AS_A=True)
     return dict(BLOCK_Q=max(1, 256 // hp), BLOCK_N=64, num_warps=8, num_stages=5 if fp8 else 3, KEYS_AS_A=True)
 
 

@@ -175,7 +175,8 @@ def _topk_kernel(
 
 def topk_config(width: int, k: int):
     if INTERPRETED:
-        return dict(CAP=max(16, min(next_pow2(width), 64)), SAMPLE=32, TILE=32, BITS=2, num_warps=4)
+        # whole rows in one step where possible: the interpreter pays per operation, not per element
+        return dict(CAP=max(16, min(next_pow2(width), 2048)), SAMPLE=256, TILE=1024, BITS=4, num_warps=4)
     cap = max(4 * next_pow2(k), 4096)
     cap = min(cap, max(next_pow2(width), 16)) if width <= cap else max(cap, 8192 if k <= 2048 else cap)
     return dict(CAP=cap, SAMPLE=4096, TILE=4096, BITS=2, num_warps=8 if cap <= 4096 else 16)

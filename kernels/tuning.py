@@ -62,6 +62,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--lengths", default="32768,65536,131072")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--flat-variants", default="all", help="all, or none: time only the default config")
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     results = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
@@ -114,6 +115,8 @@ def main():
                                              num_stages=ns))
     if args.quick:
         variants = variants[:6]
+    if args.flat_variants == "none":
+        variants = [None]
     for L in lengths:
       try:
         q, k, w, ks, ke, ksc = chunk_inputs(L)
@@ -138,7 +141,7 @@ def main():
         # bf16 with the default config
         qb, kb, wb, _, _, _ = chunk_inputs(L, dtype="bf16")
         bres = []
-        for cfg in (bf16_variants if L == lengths[0] else bf16_variants[:0]) + [None]:
+        for cfg in (bf16_variants if L == lengths[0] and args.flat_variants == "all" else []) + [None]:
             try:
                 plan = scores_plan(ks, ke, H, cfg)
                 ms = bench(lambda: launch_scores(qb, kb, wb, ks, ke, None, out=out, plan=plan), rep=100)
@@ -165,19 +168,26 @@ def main():
         row_len = (ke - ks).int()
         ms_t = bench(lambda: torch.topk(out, K, dim=1), rep=100)
         results["topk"].append(dict(L=L, what="torch.topk", ms=ms_t[0]))
-        for cfg in ([dict(CAP=8192, SAMPLE=4096, TILE=4096, num_warps=16),
-                     dict(CAP=8192, SAMPLE=4096, TILE=2048, num_warps=8),
-                     dict(CAP=8192, SAMPLE=2048, TILE=4096, num_warps=8),
-                     dict(CAP=8192, SAMPLE=4096, TILE=8192, num_warps=16)]):
+        for cfg in ([dict(CAP=8192, SAMPLE=4096, TILE=4096, BITS=2, num_warps=16),
+                     dict(CAP=8192, SAMPLE=4096, TILE=4096, BITS=4, num_warps=16),
+                     dict(CAP=8192, SAMPLE=4096, TILE=2048, BITS=2, num_warps=8),
+                     dict(CAP=8192, SAMPLE=2048, TILE=4096, BITS=2, num_warps=8),
+                     dict(CAP=8192, SAMPLE=4096, TILE=8192, BITS=2, num_warps=16),
+                     dict(CAP=4096, SAMPLE=4096, TILE=4096, BITS=2, num_warps=8)]):
             try:
                 scr = topk_scratch(M, cfg["CAP"], "cuda")
                 o = torch.empty(M, K, dtype=torch.int32, device="cuda")
-                ms = bench(lambda: launch_topk(out, K, row_len, ks, out=o, scratch=scr, config=dict(cfg)), rep=100)
+                ms = bench(lambda: launch_topk(out, K, row_len, ks, out=o, scratch=scr, config=dict(cfg),
+                                               all_valid=True), rep=100)
                 ok = set(o[5].tolist()) == set(torch.topk(out[5, : row_len[5]], K).indices.tolist())
+                ok = ok and not selection_errors(o[::97], out[::97], ks[::97], row_len[::97], K)
                 results["topk"].append(dict(L=L, cfg=cfg, ms=ms[0], p20=ms[1], p80=ms[2], row5_equal_torch=ok))
             except Exception as e:
                 results["topk"].append(dict(L=L, cfg=cfg, error=str(e)[:200]))
         best = min((r for r in results["topk"] if r["L"] == L and "cfg" in r and "ms" in r), key=lambda r: r["ms"])
+        for r in results["topk"]:
+            if r["L"] == L and "cfg" in r:
+                log(f"topk L={L}: {r.get('ms', float('nan')):.3f} ms ok={r.get('row5_equal_torch')} {r['cfg']} {r.get('error', '')}")
         log(f"topk L={L}: torch {ms_t[0]:.3f} ms, ours best {best['ms']:.3f} ms ({ms_t[0] / best['ms']:.1f}x) {best['cfg']}")
 
         # ---- HISA pipeline, per stage -----------------------------------------------------------
@@ -206,12 +216,17 @@ def main():
             full = torch.full((M,), m * B, dtype=torch.int32, device="cuda")
             ms = bench(lambda: torch.topk(cand, K, dim=1), rep=50)
             log(f"  token topk: torch.topk {ms[0]:.3f} ms")
-            for cfg in [dict(CAP=8192, num_warps=16), dict(CAP=8192, num_warps=8), dict(CAP=8192, num_warps=32)]:
+            for cfg in [dict(CAP=8192, num_warps=16, BITS=2), dict(CAP=8192, num_warps=16, BITS=4),
+                        dict(CAP=8192, num_warps=8, BITS=2), dict(CAP=8192, num_warps=32, BITS=2)]:
                 try:
                     o = torch.empty(M, K, dtype=torch.int32, device="cuda")
                     ms2 = bench(lambda: launch_topk(cand, K, full, None, kept, B, out=o, config=dict(cfg)), rep=50)
                     results["hisa"].append(dict(L=L, token_topk_cfg=cfg, ms=ms2[0], torch_ms=ms[0]))
                     log(f"  token topk {cfg}: {ms2[0]:.3f} ms")
+                    o2 = torch.empty(M, m, dtype=torch.int32, device="cuda")
+                    J = torch.randn(M, 1024, device="cuda")
+                    ms3 = bench(lambda: launch_topk(J, m, full // 8, None, out=o2, config=dict(cfg), all_valid=True), rep=50)
+                    log(f"  block topk (1024 -> {m}) {cfg}: {ms3[0]:.3f} ms")
                 except Exception as e:
                     log(f"  token topk {cfg}: error {str(e)[:150]}")
         del out

@@ -1,0 +1,188 @@
+"""`hisa-bench speed`: time the flat and hierarchical indexers across context lengths."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import HisaBenchError, NoGpuError
+
+# Interpreter-sized defaults for --device cpu: the same code paths, shapes a CPU can run in seconds.
+CPU_DEFAULTS = dict(lengths="512,1k", queries=16, heads=4, dim=32, topk=64, block_size="32", blocks="4", batch="1,4")
+GPU_DEFAULTS = dict(lengths="8k,32k,128k", queries=1024, heads=64, dim=128, topk=2048, block_size="128",
+                    blocks="64", batch="1,8,64")
+CPU_MAX_LENGTH = 16384
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise HisaBenchError(f"{what}: expected comma-separated whole numbers, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise HisaBenchError(f"{what}: expected positive whole numbers, got {text!r}")
+    return vals
+
+
+def register(app: typer.Typer):
+    @app.command("speed")
+    def speed(
+        lengths: Optional[str] = typer.Option(None, help="Context lengths: 8k,32k,128k (k = 1024, m = 1024^2). "
+                                              "Default 8k,32k,128k on a GPU, 512,1k on the CPU."),
+        mode: str = typer.Option("chunk", help="chunk (M queries at the tail), prefill (whole causal sequence), "
+                                 "decode (a batch of single queries); comma list for several."),
+        queries: Optional[int] = typer.Option(None, help="Queries per chunk (chunk mode M; prefill chunk). Default 1024."),
+        batch: Optional[str] = typer.Option(None, help="Decode batch sizes, comma list. Default 1,8,64."),
+        ragged: bool = typer.Option(False, help="Decode: context lengths drawn between L/2 and L."),
+        heads: Optional[int] = typer.Option(None, help="Indexer heads H (default 64)."),
+        dim: Optional[int] = typer.Option(None, help="Head dim D (default 128)."),
+        topk: Optional[int] = typer.Option(None, help="Keys selected per query (default 2048)."),
+        block_size: Optional[str] = typer.Option(None, "--block-size", help="HISA block size B; comma list for a grid."),
+        blocks: Optional[str] = typer.Option(None, help="HISA blocks kept m; comma list for a grid."),
+        dtype: str = typer.Option("fp8", help="fp8 (e4m3 with a scale per key) or bf16."),
+        backend: str = typer.Option("flat,hisa,block-sparse", help="Backends: flat (baseline), hisa, block-sparse, "
+                                    "flat-torch, or your own as module:function or file.py:function."),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
+        out: Path = typer.Option(Path("reports/runs"), help="Parent folder of the run folder."),
+        device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter."),
+        seed: int = typer.Option(0, help="Seed of the synthetic inputs."),
+        warmup_ms: float = typer.Option(25.0, help="Warm-up per measurement (ms)."),
+        rep_ms: float = typer.Option(200.0, help="Timed repetitions per measurement (ms of GPU time)."),
+        check: bool = typer.Option(True, help="Accuracy gate before timing (tie-aware, on sampled queries)."),
+        stages: bool = typer.Option(True, help="Also time each stage (HISA: pool, block scores, block top-k, "
+                                    "token scores, token top-k)."),
+        tag: Optional[str] = typer.Option(None, help="Suffix of the run folder name."),
+    ):
+        """Time flat, HISA and block-sparse selection (and your backends) across context lengths, after
+        checking each one's accuracy. Writes a run folder with speed.csv, speed.json and env.json."""
+        if fmt not in ("table", "json", "csv"):
+            raise HisaBenchError(f"--format must be table, json or csv, got {fmt!r}")
+        if device not in ("cuda", "cpu"):
+            raise HisaBenchError(f"--device must be cuda or cpu, got {device!r}")
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise NoGpuError("no CUDA GPU found: `hisa-bench speed` times GPU kernels; use --device cpu for a tiny "
+                             "interpreter run")
+        from ..lengths import parse_lengths
+        from ..workloads import MODES
+
+        d = CPU_DEFAULTS if device == "cpu" else GPU_DEFAULTS
+        length_list = parse_lengths(lengths if lengths is not None else d["lengths"])
+        modes = [m.strip() for m in mode.split(",") if m.strip()]
+        for m in modes:
+            if m not in MODES:
+                raise HisaBenchError(f"--mode: expected chunk, prefill or decode, got {m!r}")
+        if device == "cpu" and max(length_list) > CPU_MAX_LENGTH:
+            raise HisaBenchError(f"--device cpu runs the Triton interpreter: lengths up to {CPU_MAX_LENGTH}, "
+                                 f"got {max(length_list)}")
+        if dtype not in ("fp8", "bf16", "fp16"):
+            raise HisaBenchError(f"--dtype must be fp8, bf16 or fp16, got {dtype!r}")
+        from ..measure.speed import SweepConfig
+
+        cfg = SweepConfig(
+            modes=modes, lengths=length_list, batches=_ints(batch or d["batch"], "--batch"),
+            queries=queries or d["queries"], heads=heads or d["heads"], dim=dim or d["dim"], topk=topk or d["topk"],
+            block_sizes=_ints(block_size or d["block_size"], "--block-size"),
+            blocks=_ints(blocks or d["blocks"], "--blocks"), dtype=dtype, ragged=ragged, seed=seed,
+            device=device, check=check, stages=stages)
+        _validate(cfg)
+        _run(cfg, backend, fmt, out, tag, warmup_ms, rep_ms)
+
+
+def _validate(cfg):
+    from .. import api
+
+    if not 1 <= cfg.heads <= 128:
+        raise HisaBenchError(f"--heads must be 1..128, got {cfg.heads}")
+    if cfg.dim % 16 or not 16 <= cfg.dim <= 256:
+        raise HisaBenchError(f"--dim must be a multiple of 16 in 16..256, got {cfg.dim}")
+    for b in cfg.block_sizes:
+        if b < 16 or b & (b - 1):
+            raise HisaBenchError(f"--block-size must be a power of two >= 16, got {b}")
+    if not any(b * m >= cfg.topk for b in cfg.block_sizes for m in cfg.blocks):
+        b, m = cfg.block_sizes[0], cfg.blocks[0]
+        raise HisaBenchError(f"blocks x block size must cover top-k: {m} x {b} = {m * b} < {cfg.topk}")
+    if any(m < 2 for m in cfg.blocks):
+        raise HisaBenchError("--blocks must be at least 2 (first and last visible blocks are forced)")
+    if min(cfg.block_sizes) * 2 > cfg.topk:
+        raise HisaBenchError(f"--topk must be at least two blocks ({2 * min(cfg.block_sizes)}) for block-sparse")
+    del api
+
+
+def _run(cfg, backend_spec, fmt, out, tag, warmup_ms, rep_ms):
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..backends import resolve
+    from ..environment import stamp
+    from ..measure.speed import count_points, run_sweep
+    from ..measure.timing import TimingSettings
+    from ..results import RunFolder
+
+    backends = resolve([b.strip() for b in backend_spec.split(",") if b.strip()])
+    settings = TimingSettings(warmup_ms=warmup_ms, rep_ms=rep_ms)
+    err = Console(stderr=True)
+    rows = []
+    ceilings = {}
+    if cfg.device == "cuda":
+        from ..measure.ceilings import measure_ceilings
+        err.print("measuring the GPU's matmul and copy ceilings ...")
+        ceilings = measure_ceilings()
+    with RunFolder(out, "speed", tag) as run:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("speed", total=count_points(cfg, backends))
+            for row in run_sweep(cfg, backends, settings,
+                                 progress=lambda d: bar.update(task, description=d)):
+                rows.append(row)
+                bar.advance(task)
+        interp = cfg.device == "cpu"
+        for r in rows:
+            r["device"] = "cpu-interpreter" if interp else "cuda"
+        config = dict(vars(cfg), backends=[b.name for b in backends], baseline="flat",
+                      timing=settings.as_dict(), interpreter=interp)
+        frame = pd.DataFrame(rows)
+        env = stamp(timing=settings.as_dict(), device="cpu-interpreter" if interp else "cuda")
+        run.json("env.json", env)
+        run.json("speed.json", {"config": config, "rows": rows, "ceilings": ceilings, "label": "CPU / Triton interpreter: not GPU "
+                                "timings" if interp else None})
+        run.csv("speed.csv", frame)
+        folder = run.commit()
+    err.print(f"run folder: {folder}")
+    if fmt == "json":
+        print(json.dumps({"config": config, "rows": rows, "run": str(folder)}, default=str))
+    elif fmt == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    else:
+        _print_table(rows, interp)
+
+
+def _print_table(rows, interp):
+    from rich.console import Console
+    from rich.table import Table
+
+    title = "hisa-bench speed" + ("  [CPU / Triton interpreter: NOT GPU timings]" if interp else "")
+    t = Table(title=title)
+    for c in ("mode", "L", "batch", "backend", "B/m", "median ms", "p20-p80", "TFLOP/s", "speedup", "stages ms", "status"):
+        t.add_column(c, justify="right" if c not in ("mode", "backend", "status", "stages ms") else "left")
+    for r in rows:
+        ok = r["status"] == "ok"
+        stages = " ".join(f"{k[6:-3]}={r[k]:.3f}" for k in r if k.startswith("stage_") and r[k] is not None) if ok else ""
+        if ok and r.get("pool_update_ms") is not None:
+            stages += f" pool_update={r['pool_update_ms']:.4f}"
+        t.add_row(r["mode"], _fmt_len(r["length"]), str(r["batch"]), r["backend"],
+                  f"{r['block_size']}/{r['blocks']}" if r.get("block_size") else "-",
+                  f"{r['median_ms']:.3f}" if ok else "-",
+                  f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}" if ok else "-",
+                  f"{r['tflops']:.0f}" if ok else "-", f"{r.get('speedup', float('nan')):.2f}x" if ok else "-",
+                  stages, r["status"] + (f" ({r['note']})" if r.get("note") else ""))
+    Console().print(t)
+
+
+def _fmt_len(n):
+    return f"{n // 1024}K" if n % 1024 == 0 else str(n)

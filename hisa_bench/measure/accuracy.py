@@ -1,0 +1,95 @@
+"""The accuracy gate that runs before any timing: a backend whose selection is wrong on a sample of
+queries is reported as failing and never timed.
+
+Checks are tie-aware and allow for rounding (fp8 keys, fp8 re-quantised pooled keys):
+  flat          a valid top-k of the float32 reference scores (every chosen score >= the k-th best)
+  hisa          every kept block scores (float32 mean-pooled keys) within tolerance of the m-th best
+                visible block, first and last visible blocks kept; the tokens are a valid top-k of
+                the reference scores over the visible keys of the kept blocks
+  block-sparse  the kept blocks pass the same block check with m' = topk // B, and every visible
+                key in them is selected
+For a backend that does not expose its kept blocks, the blocks holding its selected keys stand in.
+"""
+from __future__ import annotations
+
+import torch
+
+from kernels.checks import selection_errors
+
+SCORE_RTOL = 2e-3     # fp8 products accumulate with ~1e-4 relative error on Hopper tensor cores
+BLOCK_RTOL = 0.05     # pooled keys are re-quantised to fp8: e4m3 keeps 3 mantissa bits
+
+
+def sample_rows(T: int, n: int = 6) -> list[int]:
+    rows = sorted({0, T - 1, *[int(T * i / n) for i in range(1, n)]})
+    return [r for r in rows if 0 <= r < T]
+
+
+def _ref_row(q, kf, w, lo, hi):
+    s = (q.float() @ kf[lo:hi].T).clamp_min(0)
+    return (s * w[:, None]).sum(0)
+
+
+def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None):
+    """List of problems for the sampled rows (empty when the selection passes)."""
+    kf = wl.k.float() * (wl.k_scale[:, None] if wl.k_scale is not None else 1.0)
+    B = block_size
+    problems = []
+    sel = sel.detach()
+    for t in rows:
+        lo, hi = int(wl.ks[t]), int(wl.ke[t])
+        ref = _ref_row(wl.q[t], kf, wl.w[t], lo, hi)
+        row = sel[t:t + 1].to(torch.int64)
+        chosen = row[row >= 0]
+        atol = 1e-3 * float(ref.abs().max()) + 1e-6
+        base = torch.tensor([lo])
+        if method == "flat":
+            problems += [f"query {t}: {p}" for p in selection_errors(
+                row, ref[None], base, torch.tensor([hi - lo]), topk, rtol=SCORE_RTOL, atol=atol)]
+            continue
+        # ---- block level ----
+        b_lo, b_hi = lo // B, (hi - 1) // B + 1
+        m = blocks if method == "hisa" else max(topk // B, 1)
+        used = (kept[t][kept[t] >= 0].long().unique() if kept is not None
+                else torch.unique(chosen // B))
+        if bool(((used < b_lo) | (used >= b_hi)).any()):
+            problems.append(f"query {t}: kept a block it cannot see")
+            continue
+        if used.numel() > m:
+            problems.append(f"query {t}: {used.numel()} blocks used, at most {m} allowed")
+        nb = b_hi - b_lo
+        pos = torch.arange(b_lo * B, b_hi * B, device=kf.device).clamp(max=kf.shape[0] - 1)
+        counts = torch.bincount(torch.arange(nb * B, device=kf.device) // B, minlength=nb).float()
+        real = torch.arange(b_lo * B, b_hi * B, device=kf.device) < kf.shape[0]
+        sums = (kf[pos] * real[:, None]).view(nb, B, -1).sum(1)
+        kbar = sums / real.view(nb, B).sum(1).clamp_min(1)[:, None].float()
+        J = _ref_row(wl.q[t], kbar, wl.w[t], 0, nb)
+        forced = {0, nb - 1}
+        others = torch.tensor([J[i] for i in range(nb) if i not in forced]) if nb > 2 else torch.tensor([])
+        n_free = min(m, nb) - len(forced & set(range(nb)))
+        if kept is not None and used.numel() != min(m, nb):
+            problems.append(f"query {t}: {used.numel()} blocks kept, expected {min(m, nb)}")
+        if kept is not None and not {b_lo, b_hi - 1} <= set(used.tolist()):
+            problems.append(f"query {t}: first or last visible block not kept")
+        if n_free > 0 and others.numel():
+            jm = torch.topk(others, min(n_free, others.numel())).values[-1]
+            tol = BLOCK_RTOL * float(J.abs().max()) + 1e-6
+            rel_used = [int(b) - b_lo for b in used.tolist() if int(b) - b_lo not in forced]
+            if rel_used and float(J[rel_used].min()) < float(jm) - tol:
+                problems.append(f"query {t}: kept a block scoring {float(J[rel_used].min()):.4g}, "
+                                f"below the m-th best {float(jm):.4g}")
+        # ---- token level ----
+        in_kept = torch.zeros(hi - lo, dtype=torch.bool, device=kf.device)
+        for b in used.tolist():
+            a, z = max(b * B, lo), min((b + 1) * B, hi)
+            in_kept[a - lo:z - lo] = True
+        if method == "block-sparse":
+            want = set((torch.nonzero(in_kept).flatten() + lo).tolist())
+            if set(chosen.tolist()) != want:
+                problems.append(f"query {t}: did not select exactly the visible keys of its kept blocks")
+            continue
+        cand = torch.where(in_kept, ref, torch.full_like(ref, float("-inf")))
+        k_eff = topk if kept is not None else min(topk, chosen.numel())
+        problems += [f"query {t}: {p}" for p in selection_errors(
+            row, cand[None], base, torch.tensor([hi - lo]), k_eff, rtol=SCORE_RTOL, atol=atol)]
+    return problems

@@ -1,0 +1,155 @@
+"""The speed sweep behind `hisa-bench speed`: for each (mode, length, batch) build one workload,
+then for each backend: prepare, check accuracy on sampled queries, and only then time it, end to
+end and stage by stage. Rows follow docs/results-format.md."""
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+
+import torch
+
+from ..backends import BASELINE, Backend
+from ..errors import HisaBenchError
+from ..workloads import make_workload
+from . import accuracy
+from .timing import TimingSettings, time_call
+
+STAGES = ("pool", "block_scores", "block_topk", "token_scores", "token_topk", "scores", "topk", "expand")
+
+
+@dataclass
+class SweepConfig:
+    modes: list
+    lengths: list
+    batches: list
+    queries: int = 1024
+    heads: int = 64
+    dim: int = 128
+    topk: int = 2048
+    block_sizes: list = field(default_factory=lambda: [128])
+    blocks: list = field(default_factory=lambda: [64])
+    dtype: str = "fp8"
+    ragged: bool = False
+    seed: int = 0
+    device: str = "cuda"
+    check: bool = True
+    stages: bool = True
+    prefill_chunk: int | None = None
+
+
+def _is_oom(e):
+    return isinstance(e, torch.cuda.OutOfMemoryError) if hasattr(torch.cuda, "OutOfMemoryError") else \
+        "out of memory" in str(e)
+
+
+def _shape_points(cfg: SweepConfig):
+    for mode in cfg.modes:
+        for length in cfg.lengths:
+            for batch in (cfg.batches if mode == "decode" else [1]):
+                yield mode, length, batch
+
+
+def _grid(cfg, backend):
+    if backend.method == "flat":
+        return [(cfg.block_sizes[0], cfg.blocks[0])]
+    return [(b, m) for b in cfg.block_sizes for m in cfg.blocks if b * m >= cfg.topk]
+
+
+def count_points(cfg, backends):
+    return sum(len(_grid(cfg, b)) for _ in _shape_points(cfg) for b in backends)
+
+
+def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSettings, progress=None):
+    """Yields one result row (dict) per (mode, length, batch, backend, grid point)."""
+    for mode, length, batch in _shape_points(cfg):
+        wl = None
+        try:
+            wl = make_workload(mode, length, batch=batch, queries=cfg.queries, heads=cfg.heads, dim=cfg.dim,
+                               dtype=cfg.dtype, device=cfg.device, seed=cfg.seed, block_size=cfg.block_sizes[0],
+                               ragged=cfg.ragged, query_chunk=cfg.prefill_chunk)
+        except Exception as e:
+            if not _is_oom(e):
+                raise
+        baseline_ms = None
+        for backend in backends:
+            for block_size, blocks in _grid(cfg, backend):
+                row = dict(mode=mode, length=length, batch=batch, queries=wl.queries if wl else None,
+                           backend=backend.name, baseline=BASELINE, heads=cfg.heads, dim=cfg.dim, topk=cfg.topk,
+                           block_size=block_size if backend.method != "flat" else None,
+                           blocks=blocks if backend.method == "hisa" else (cfg.topk // block_size if backend.method == "block-sparse" else None),
+                           dtype=cfg.dtype, ragged=cfg.ragged if mode == "decode" else None,
+                           status="ok", note="")
+                if progress:
+                    progress(f"{mode} L={length}" + (f" B={batch}" if mode == "decode" else "") + f" {backend.name}"
+                             + (f" B{block_size} m{blocks}" if backend.method == "hisa" else ""))
+                if wl is None:
+                    row.update(status="oom", note="inputs do not fit in GPU memory")
+                    yield row
+                    continue
+                try:
+                    row.update(_measure(backend, wl, cfg, settings, block_size, blocks, mode))
+                except HisaBenchError:
+                    raise
+                except Exception as e:
+                    if _is_oom(e):
+                        row.update(status="oom", note="out of GPU memory")
+                    else:
+                        row.update(status="error", note=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                    if cfg.device == "cuda":
+                        torch.cuda.empty_cache()
+                if backend.name == BASELINE and row["status"] == "ok":
+                    baseline_ms = row["median_ms"]
+                if row["status"] == "ok" and baseline_ms:
+                    row["speedup"] = baseline_ms / row["median_ms"]
+                yield row
+                gc.collect()
+        del wl
+        gc.collect()
+        if cfg.device == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _measure(backend, wl, cfg, settings, block_size, blocks, mode):
+    dev = cfg.device
+    kw = dict(topk=cfg.topk, block_size=block_size, blocks=blocks)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    prepared = None
+    if backend.prepare is not None:
+        prepared = backend.prepare(wl.q, wl.k, wl.w, wl.ks, wl.ke, wl.k_scale, query_chunk=wl.query_chunk,
+                                   include_pooling=mode != "decode", **kw)
+        call = prepared.run
+    else:
+        def call():
+            return backend.fn(wl.q, wl.k, wl.w, wl.ks, wl.ke, wl.k_scale, **kw)
+    sel = call()
+    if not (isinstance(sel, torch.Tensor) and sel.dtype == torch.int32 and tuple(sel.shape) == (wl.queries, cfg.topk)):
+        got = f"{getattr(sel, 'dtype', type(sel).__name__)} {tuple(getattr(sel, 'shape', ()))}"
+        return dict(status="failed-accuracy", note=f"returned {got}, expected int32 [{wl.queries}, {cfg.topk}]")
+    if cfg.check:
+        kept = prepared.state.get("kept") if prepared is not None and backend.ours else None
+        problems = accuracy.check(backend.method, sel, wl, accuracy.sample_rows(wl.queries), kept=kept, **kw)
+        if problems:
+            return dict(status="failed-accuracy", note="; ".join(problems[:2]))
+    s = TimingSettings(settings.warmup_ms, settings.rep_ms, settings.min_reps, cuda_graph=(mode == "decode"))
+    med, p20, p80 = time_call(call, s, dev)
+    out = dict(median_ms=med, p20_ms=p20, p80_ms=p80, checked=bool(cfg.check))
+    if dev == "cuda":
+        out["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    H, D = cfg.heads, cfg.dim
+    flops = prepared.flops if prepared is not None else wl.pairs * 2 * H * D
+    out["flops"] = flops
+    out["tflops"] = flops / (med * 1e-3) / 1e12
+    if prepared is not None:
+        out["gbps"] = prepared.bytes / (med * 1e-3) / 1e9
+        out["bytes"] = prepared.bytes
+    if cfg.stages and prepared is not None and len(prepared.stages) > 1:
+        for name, fn in prepared.stages.items():
+            out[f"stage_{name}_ms"] = time_call(fn, s, dev)[0]
+    if mode == "decode" and backend.method != "flat" and prepared is not None and backend.ours:
+        from kernels.indexers import prepare_pool_update
+        st = prepared.state
+        upd = prepare_pool_update(wl.k, wl.k_scale, block_size, st["kbar"], st["kbar_scale"], wl.last_blocks)
+        out["pool_update_ms"] = time_call(upd, s, dev)[0]
+    return out

@@ -1,0 +1,94 @@
+"""Timing: medians with p20/p80, cold L2, compilation kept outside the timed region.
+
+On a GPU: triton.testing.do_bench (CUDA events; it flushes L2 before each call) after one untimed
+warm-up call that also compiles; the repeat count adapts so that even a 200 ms call is timed at
+least `min_reps` times. Decode calls are tiny and launch-bound, as in serving, where they run from
+a CUDA graph: there the graph is captured once and its replays are timed.
+On a CPU (the interpreter) a wall clock with the same statistics; such figures say nothing about a
+GPU and are labelled as interpreter timings.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TimingSettings:
+    warmup_ms: float = 25.0
+    rep_ms: float = 200.0
+    min_reps: int = 5
+    cuda_graph: bool = False
+
+    def as_dict(self):
+        return {"method": "triton.testing.do_bench (CUDA events, L2 flushed before each call)",
+                "statistic": "median, p20, p80", "warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms,
+                "min_reps": self.min_reps, "compile": "excluded (one untimed call first)",
+                "decode": "CUDA graph replays" if self.cuda_graph else "eager"}
+
+
+def _quantiles(samples):
+    s = sorted(samples)
+    q = statistics.quantiles(s, n=10, method="inclusive") if len(s) > 1 else [s[0]] * 9
+    return statistics.median(s), q[1], q[7]
+
+
+def time_call(fn, settings: TimingSettings, device: str):
+    """(median_ms, p20_ms, p80_ms)."""
+    if device != "cuda":
+        fn()
+        samples = []
+        t_end = time.perf_counter() + settings.rep_ms / 1e3
+        while len(samples) < min(settings.min_reps, 3) or (time.perf_counter() < t_end and len(samples) < 50):
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e3)
+        return _quantiles(samples)
+    import triton.testing
+
+    fn()
+    torch.cuda.synchronize()
+    if settings.cuda_graph:
+        return _time_graph(fn, settings)
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    est = (time.perf_counter() - t0) * 1e3
+    rep = max(settings.rep_ms, est * settings.min_reps * 1.5)
+    med, p20, p80 = triton.testing.do_bench(fn, warmup=settings.warmup_ms, rep=rep, quantiles=[0.5, 0.2, 0.8])
+    return med, p20, p80
+
+
+def _time_graph(fn, settings):
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()                                     # warm-up on the capture stream
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    torch.cuda.synchronize()
+    # L2 flush between replays, as in do_bench, so a graph does not time a hot cache
+    flush = torch.empty(256 * 1024 * 1024 // 4, dtype=torch.int32, device="cuda")
+    start = [torch.cuda.Event(enable_timing=True) for _ in range(1000)]
+    end = [torch.cuda.Event(enable_timing=True) for _ in range(1000)]
+    graph.replay()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    graph.replay()
+    torch.cuda.synchronize()
+    est = max((time.perf_counter() - t0) * 1e3, 1e-3)
+    n = int(min(1000, max(settings.min_reps * 4, settings.rep_ms / est)))
+    for i in range(n):
+        flush.zero_()
+        start[i].record()
+        graph.replay()
+        end[i].record()
+    torch.cuda.synchronize()
+    samples = [s.elapsed_time(e) for s, e in zip(start[:n], end[:n])]
+    del graph
+    return _quantiles(samples)
