@@ -44,7 +44,7 @@ def _kth_key(keys, r, BITS: tl.constexpr, TOP_BITS: tl.constexpr = 32):
     t = tl.full([], 0, tl.uint32)
     dig = tl.arange(0, 1 << BITS).to(tl.uint32)
     for step in tl.static_range(TOP_BITS // BITS):
-        shift: tl.constexpr = 32 - BITS * (step + 1)
+        shift = 32 - BITS * (step + 1)
         cands = t | (dig << shift)                                            # [2^BITS]
         counts = tl.sum((keys[None, :] >= cands[:, None]).to(tl.int32), axis=1)
         best = tl.max(tl.where(counts >= r, dig, 0), axis=0)
