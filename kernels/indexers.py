@@ -23,7 +23,7 @@ from .flat_scores import launch_scores, scores_plan
 from .gather_scores import launch_gather_scores
 from .hisa_naive import pool_keys_ref
 from .pooling import pool_mean
-from .topk import launch_topk, topk_config, topk_scratch
+from .topk import launch_topk, scratch_for
 
 FP8 = torch.float8_e4m3fn
 
@@ -86,8 +86,7 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     width = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     buf = torch.empty((max(rows, 1), max(width, 1)), dtype=torch.float32, device=q.device)
-    cap = (topk_cfg or {}).get("CAP", topk_config(width, topk)["CAP"])
-    scratch = topk_scratch(rows if width > cap else 1, cap, q.device)
+    scratch = scratch_for(rows, width, topk, q.device, topk_cfg)
     row_len = (ke - ks).to(torch.int32)
     out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
 
@@ -132,8 +131,7 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
     bwidth = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     J = torch.empty((max(rows, 1), max(bwidth, 1)), dtype=torch.float32, device=q.device)
-    cap = topk_config(bwidth, m)["CAP"]
-    scratch = topk_scratch(rows if bwidth > cap else 1, cap, q.device)
+    scratch = scratch_for(rows, bwidth, m, q.device)
     brow = (bke - bks).to(torch.int32)
 
     def pool():
@@ -161,8 +159,7 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
     pool, block_build, info = _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling,
                                             include_pooling, kept, score_config)
     cand = torch.empty((max(rows, 1), m * B), dtype=torch.float32, device=q.device)
-    cap = topk_config(m * B, topk)["CAP"]
-    scratch = topk_scratch(rows if m * B > cap else 1, cap, q.device)
+    scratch = scratch_for(rows, m * B, topk, q.device)
     full = torch.full((T,), m * B, dtype=torch.int32, device=q.device)
     out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
 
@@ -204,8 +201,7 @@ def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size
                                             include_pooling, kept, score_config)
     offs = torch.arange(B, device=q.device, dtype=torch.int32)
     cand = torch.empty((max(rows, 1), m1 * B), dtype=torch.float32, device=q.device)
-    cap = topk_config(m1 * B, topk)["CAP"]
-    scratch = topk_scratch(rows if m1 * B > cap else 1, cap, q.device)
+    scratch = scratch_for(rows, m1 * B, topk, q.device)
     full = torch.full((T,), m1 * B, dtype=torch.int32, device=q.device)
     out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
 

@@ -1,4 +1,4 @@
-"""Row-wise top-k selection by exact threshold search, one program per row.
+"""Row-wise top-k selection by exact threshold search.
 
 Rows are in the relative layout of the score kernels: row t holds row_len[t] valid scores; entry j
 maps to position base[t] + j (or, with a block map, to map[t, j // BS] * BS + j % BS, which is how
@@ -6,16 +6,19 @@ HISA's stage 2 translates candidate slots back to absolute key positions). -inf 
 selected; slots past the number of valid entries are -1.
 
 Scores become uint32 keys whose unsigned order is the float order (0 = invalid), and the k-th
-largest key is found exactly by bisection over its 32 bits. The cost is in *where* the keys live:
-  * short rows (row_len <= CAP): the whole row is loaded into registers once;
-  * long rows: a strided sample (SAMPLE keys, groups of 8 contiguous scores so each 32-byte sector
-    read is fully used) gives a threshold that, with high probability, a bit more than k keys
-    pass. One streaming pass writes those candidates (in position order) to a per-row scratch
-    buffer, and the exact search runs on at most CAP candidates in registers;
-  * if the sample misled (too few or too many candidates, e.g. masses of tied scores), an exact
-    fallback narrows the threshold 4 bits per streaming pass (8 passes), then writes the result.
-Bytes: one read of the row (plus the 1/16 sample) in the common case; 4 bytes per output index.
-Ties at the threshold go to the lowest positions, in every path, so results are reproducible.
+largest key is found exactly by bisection over its 32 bits, in registers.
+  * short rows (row_len <= CAP): one program per row loads the whole row and selects;
+  * long rows, three launches so that the one pass over the row runs on many programs at once:
+      1. threshold: one program per row takes a strided sample (SAMPLE keys in groups of 8
+         contiguous scores, so every 32-byte sector read is used) and picks a key t_lo that,
+         with high probability, a bit more than k keys of the row reach;
+      2. compact: one program per SEG-long segment of a row writes its keys >= t_lo (in position
+         order) to that segment's CAP / n_segments slots of a scratch row;
+      3. select: one program per row gathers the candidates (at most CAP) and selects exactly.
+    If the sample misled (a segment overflowed, or too few candidates, e.g. masses of tied
+    scores), step 3 falls back to narrowing the threshold 4 bits per pass over the whole row.
+Bytes: one read of each row (plus the 1/16 sample), the candidates twice, 4 per output index.
+Ties at the threshold go to the lowest positions in every path, so results are reproducible.
 Output order: ascending position (not by score).
 """
 from __future__ import annotations
@@ -37,19 +40,53 @@ def _to_key(x):
 
 
 @triton.jit
-def _kth_key(keys, r, BITS: tl.constexpr, TOP_BITS: tl.constexpr = 32):
-    """Largest t with count(keys >= t) >= r (r >= 1): the r-th largest key, found BITS bits at a
-    time (2^BITS - 1 counts per step, all reduced across the program at once). With TOP_BITS < 32
-    only the leading bits are resolved and t is rounded down: a lower bound, cheaper."""
+def _kth_key(keys, r, TOP_BITS: tl.constexpr = 32):
+    """Largest t with count(keys >= t) >= r (r >= 1): the r-th largest key, by bisection. With
+    TOP_BITS < 32 only the leading bits are resolved and t is rounded down: a cheaper lower bound.
+    (One bit per step: 2- and 4-bit steps, several counts per step, were slower on an H200.)"""
     t = tl.full([], 0, tl.uint32)
-    dig = tl.arange(0, 1 << BITS).to(tl.uint32)
-    for step in tl.static_range(TOP_BITS // BITS):
-        shift = 32 - BITS * (step + 1)
-        cands = t | (dig << shift)                                            # [2^BITS]
-        counts = tl.sum((keys[None, :] >= cands[:, None]).to(tl.int32), axis=1)
-        best = tl.max(tl.where(counts >= r, dig, 0), axis=0)
-        t = t | (best << shift)
+    for b in tl.static_range(TOP_BITS):
+        cand = t | (tl.full([], 1, tl.uint32) << (31 - b))
+        c = tl.sum((keys >= cand).to(tl.int32), axis=0)
+        t = tl.where(c >= r, cand, t)
     return t
+
+
+@triton.jit
+def _sample_threshold_kernel(S, ROW_LEN, T_LO, k, stride_s, CAP: tl.constexpr, SAMPLE: tl.constexpr):
+    """Launch 1 of 3 for long rows: a lower bound t_lo on the k-th key, from a sample."""
+    row = tl.program_id(0)
+    n = tl.load(ROW_LEN + row)
+    if n > CAP:
+        srow = S + row.to(tl.int64) * stride_s
+        s_idx = tl.arange(0, SAMPLE)
+        stride = n // (SAMPLE // 8)
+        sk = _to_key(tl.load(srow + (s_idx // 8) * stride + s_idx % 8))
+        # about 1.5 k + 16 sample-ranks' worth of the row should pass (k * S / n of them on average)
+        r = tl.minimum((k * SAMPLE * 3) // (2 * n) + 16, SAMPLE)
+        tl.store(T_LO + row, tl.maximum(_kth_key(sk, r, 16), 1).to(tl.int32, bitcast=True))
+
+
+@triton.jit
+def _compact_kernel(S, ROW_LEN, T_LO, SCR_K, SCR_I, SCR_C, SCR_V, stride_s,
+                    CAP: tl.constexpr, SEG: tl.constexpr, SLOTS: tl.constexpr, NSEG_P: tl.constexpr):
+    """Launch 2 of 3: segment `seg` of a long row writes its candidates (key >= t_lo) to its
+    SLOTS scratch slots, and their count (may exceed SLOTS: the row then falls back)."""
+    row = tl.program_id(0)
+    seg = tl.program_id(1)
+    n = tl.load(ROW_LEN + row)
+    if n > CAP:
+        t_lo = tl.load(T_LO + row).to(tl.uint32, bitcast=True)
+        j = seg * SEG + tl.arange(0, SEG)
+        kx = _to_key(tl.load(S + row.to(tl.int64) * stride_s + j, mask=j < n, other=float("-inf")))
+        m = kx >= t_lo
+        pos = tl.cumsum(m.to(tl.int32), axis=0) - 1
+        ok = m & (pos < SLOTS)
+        base = row.to(tl.int64) * CAP + seg * SLOTS
+        tl.store(SCR_K + base + pos, kx.to(tl.int32, bitcast=True), mask=ok)
+        tl.store(SCR_I + base + pos, j, mask=ok)
+        tl.store(SCR_C + row * NSEG_P + seg, tl.sum(m.to(tl.int32), axis=0))
+        tl.store(SCR_V + row * NSEG_P + seg, tl.sum((kx != 0).to(tl.int32), axis=0))
 
 
 @triton.jit
@@ -63,11 +100,11 @@ def _map_index(j, row, base, MAP, stride_m, HAS_MAP: tl.constexpr, MAP_BS: tl.co
 
 @triton.jit
 def _topk_kernel(
-    S, ROW_LEN, BASE, MAP, OUT, SCR_K, SCR_I, SCR_N,
+    S, ROW_LEN, BASE, MAP, OUT, SCR_K, SCR_I, SCR_C, SCR_V,
     k, stride_s, stride_m, stride_o,
-    CAP: tl.constexpr, SAMPLE: tl.constexpr, TILE: tl.constexpr, K_PAD: tl.constexpr,
-    HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, ALL_VALID: tl.constexpr,
-    BITS: tl.constexpr,
+    CAP: tl.constexpr, SEG: tl.constexpr, SLOTS: tl.constexpr, NSEG_P: tl.constexpr,
+    TILE: tl.constexpr, K_PAD: tl.constexpr,
+    HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
 ):
     row = tl.program_id(0)
     n = tl.load(ROW_LEN + row)
@@ -75,8 +112,6 @@ def _topk_kernel(
     if HAS_BASE:
         base = tl.load(BASE + row)
     srow = S + row.to(tl.int64) * stride_s
-    scr_k = SCR_K + row.to(tl.int64) * CAP
-    scr_i = SCR_I + row.to(tl.int64) * CAP
     orow = OUT + row.to(tl.int64) * stride_o
     c_idx = tl.arange(0, CAP)
 
@@ -88,50 +123,28 @@ def _topk_kernel(
         nv = tl.sum((ck != 0).to(tl.int32), axis=0)
         exact = True
     else:
-        # threshold from a strided sample: about 1.5 k + 16 sample-ranks' worth of the row passes
-        # (only the leading 16 bits: a lower bound is all this needs)
-        s_idx = tl.arange(0, SAMPLE)
-        stride = n // (SAMPLE // 8)
-        sk = _to_key(tl.load(srow + (s_idx // 8) * stride + s_idx % 8))
-        r = tl.minimum((k * SAMPLE * 3) // (2 * n) + 16, SAMPLE)
-        t_lo = tl.maximum(_kth_key(sk, r, BITS, 16), 1)
-        # one streaming pass: candidates (key >= t_lo) to scratch. Slots come from an atomic
-        # counter, so the pass has no program-wide scan; candidate order is arbitrary and ties
-        # are broken by position explicitly below.
-        counter = SCR_N + row
-        tl.store(counter, 0)
-        tl.debug_barrier()
-        nv = n
-        if not ALL_VALID:
-            nv = n * 0
-        for j0 in range(0, n, TILE):
-            j = j0 + tl.arange(0, TILE)
-            kx = _to_key(tl.load(srow + j, mask=j < n, other=float("-inf")))
-            if not ALL_VALID:
-                nv += tl.sum((kx != 0).to(tl.int32), axis=0)
-            m = kx >= t_lo
-            pos = tl.atomic_add(counter + tl.zeros([TILE], tl.int32), 1, mask=m)
-            ok = m & (pos < CAP)
-            tl.store(scr_k + pos, kx.to(tl.int32, bitcast=True), mask=ok)
-            tl.store(scr_i + pos, j, mask=ok)
-        # order the other threads' scratch stores and counter updates before our loads
-        tl.debug_barrier()
-        cnt = tl.atomic_add(counter, 0)
-        exact = (cnt <= CAP) & (cnt >= tl.minimum(k, nv))
-        ld = c_idx < tl.minimum(cnt, CAP)
-        ck = tl.load(scr_k + c_idx, mask=ld, other=0).to(tl.uint32, bitcast=True)
-        ci = tl.load(scr_i + c_idx, mask=ld, other=0)
+        # launch 3 of 3: gather the segments' candidates (position order) into registers
+        seg = tl.arange(0, NSEG_P)
+        seg_ok = seg < tl.cdiv(n, SEG)
+        cnts = tl.load(SCR_C + row * NSEG_P + seg, mask=seg_ok, other=0)
+        nv = tl.sum(tl.load(SCR_V + row * NSEG_P + seg, mask=seg_ok, other=0), axis=0)
+        exact = (tl.max(cnts, axis=0) <= SLOTS) & (tl.sum(cnts, axis=0) >= tl.minimum(k, nv))
+        slot = tl.arange(0, SLOTS)
+        at = row.to(tl.int64) * CAP + seg[:, None] * SLOTS + slot[None, :]
+        ld = slot[None, :] < cnts[:, None]
+        ck = tl.reshape(tl.load(SCR_K + at, mask=ld, other=0).to(tl.uint32, bitcast=True), [CAP])
+        ci = tl.reshape(tl.load(SCR_I + at, mask=ld, other=0), [CAP])
 
     kk = tl.minimum(k, nv)
     if exact:
-        thr = _kth_key(ck, tl.maximum(kk, 1), BITS)
+        thr = _kth_key(ck, tl.maximum(kk, 1))
         gt = ck > thr
         need = kk - tl.sum(gt.to(tl.int32), axis=0)
         eq = (ck == thr) & (ck != 0)
         n_eq = tl.sum(eq.to(tl.int32), axis=0)
         if n_eq > need:
             # more tied candidates than slots: the lowest positions win (reproducible results)
-            lim = _kth_key(tl.where(eq, ~ci.to(tl.uint32, bitcast=True), 0), tl.maximum(need, 1), BITS)
+            lim = _kth_key(tl.where(eq, ~ci.to(tl.uint32, bitcast=True), 0), tl.maximum(need, 1))
             eq = eq & (~ci.to(tl.uint32, bitcast=True) >= lim)  # need >= 1 here
         take = gt | eq
         pos = tl.cumsum(take.to(tl.int32), axis=0) - 1
@@ -174,43 +187,69 @@ def _topk_kernel(
 
 
 def topk_config(width: int, k: int):
+    """CAP: candidates held in registers; SEG: keys per compaction program; SAMPLE: sample size."""
     if INTERPRETED:
         # whole rows in one step where possible: the interpreter pays per operation, not per element
-        return dict(CAP=max(16, min(next_pow2(width), 2048)), SAMPLE=256, TILE=1024, BITS=4, num_warps=4)
-    cap = max(4 * next_pow2(k), 4096)
-    cap = min(cap, max(next_pow2(width), 16)) if width <= cap else max(cap, 8192 if k <= 2048 else cap)
-    return dict(CAP=cap, SAMPLE=4096, TILE=4096, BITS=2, num_warps=8 if cap <= 4096 else 16)
+        return dict(CAP=max(16, min(next_pow2(width), 2048)), SAMPLE=256, SEG=1024, TILE=1024, num_warps=4)
+    cap = max(4 * next_pow2(k), 8192)
+    if width <= cap:
+        cap = max(16, next_pow2(width))
+    return dict(CAP=cap, SAMPLE=4096, SEG=4096, TILE=4096, num_warps=8 if cap <= 4096 else 16)
 
 
 def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_size: int = 1,
                 *, out=None, scratch=None, config=None, all_valid=False):
     """int32 [T, k] selection (see module docstring). No validation: callers pass consistent
-    shapes (row_len <= scores.shape[1], int32 row_len/base/block_map)."""
+    shapes (row_len <= scores.shape[1], int32 row_len/base/block_map). all_valid is accepted for
+    callers that know their rows hold no -inf; every path handles -inf regardless."""
     T, W = scores.shape
     cfg = topk_config(W, k)
     if config:
         cfg.update(config)
-    cap = cfg.pop("CAP")
+    cap, seg, sample = cfg.pop("CAP"), cfg.pop("SEG"), cfg.pop("SAMPLE")
     if out is None:
         out = torch.empty((T, k), dtype=torch.int32, device=scores.device)
     if T == 0:
         return out
-    if scratch is None:
-        scratch = topk_scratch(T if W > cap else 1, cap, scores.device)
-    scr_k, scr_i, scr_n = scratch
+    long_rows = W > cap
+    nseg_p = next_pow2(triton.cdiv(W, seg)) if long_rows else 1
+    slots = max(1, cap // nseg_p)
+    if scratch is None or scratch[0].shape[1] != cap or scratch[2].shape[1] != nseg_p or \
+            (long_rows and scratch[0].shape[0] < T):
+        scratch = topk_scratch(T if long_rows else 1, cap, scores.device, nseg_p)
+    scr_k, scr_i, scr_c, scr_v, t_lo = scratch
+    if long_rows:
+        _sample_threshold_kernel[(T,)](scores, row_len, t_lo, k, scores.stride(0), CAP=cap, SAMPLE=sample,
+                                       num_warps=8 if not INTERPRETED else 4)
+        _compact_kernel[(T, triton.cdiv(W, seg))](scores, row_len, t_lo, scr_k, scr_i, scr_c, scr_v,
+                                                  scores.stride(0), CAP=cap, SEG=seg, SLOTS=slots,
+                                                  NSEG_P=nseg_p, num_warps=4)
     dummy = row_len
     _topk_kernel[(T,)](
         scores, row_len, base if base is not None else dummy,
-        block_map if block_map is not None else dummy, out, scr_k, scr_i, scr_n,
+        block_map if block_map is not None else dummy, out, scr_k, scr_i, scr_c, scr_v,
         k, scores.stride(0), block_map.stride(0) if block_map is not None else 0, out.stride(0),
-        CAP=cap, K_PAD=next_pow2(k), HAS_BASE=base is not None, HAS_MAP=block_map is not None,
-        MAP_BS=map_block_size, ALL_VALID=all_valid, **cfg,
+        CAP=cap, SEG=seg, SLOTS=slots, NSEG_P=nseg_p, K_PAD=next_pow2(k),
+        HAS_BASE=base is not None, HAS_MAP=block_map is not None, MAP_BS=map_block_size, **cfg,
     )
     return out
 
 
-def topk_scratch(rows: int, cap: int, device):
-    """Per-row candidate buffers (keys, indices, counter) for rows longer than CAP."""
+def scratch_for(rows: int, width: int, k: int, device, config=None):
+    """The scratch launch_topk needs for rows of this width (allocate once, reuse across calls)."""
+    cfg = topk_config(width, k)
+    if config:
+        cfg.update(config)
+    cap, seg = cfg["CAP"], cfg["SEG"]
+    long_rows = width > cap
+    return topk_scratch(rows if long_rows else 1, cap, device, next_pow2(triton.cdiv(width, seg)) if long_rows else 1)
+
+
+def topk_scratch(rows: int, cap: int, device, nseg_p: int = 1):
+    """Per-row candidate buffers for rows longer than CAP: keys, indices, per-segment candidate and
+    valid counts, and the sampled threshold."""
     return (torch.empty((rows, cap), dtype=torch.int32, device=device),
             torch.empty((rows, cap), dtype=torch.int32, device=device),
+            torch.empty((rows, nseg_p), dtype=torch.int32, device=device),
+            torch.empty((rows, nseg_p), dtype=torch.int32, device=device),
             torch.empty((rows,), dtype=torch.int32, device=device))

@@ -20,7 +20,7 @@ from hisa_bench import api
 from kernels import indexers
 from kernels.checks import selection_errors
 from kernels.flat_scores import launch_scores, scores_plan
-from kernels.topk import launch_topk, topk_scratch
+from kernels.topk import launch_topk, scratch_for
 
 H, D, K, B, M = 64, 128, 2048, 128, 1024
 
@@ -168,14 +168,13 @@ def main():
         row_len = (ke - ks).int()
         ms_t = bench(lambda: torch.topk(out, K, dim=1), rep=100)
         results["topk"].append(dict(L=L, what="torch.topk", ms=ms_t[0]))
-        for cfg in ([dict(CAP=8192, SAMPLE=4096, TILE=4096, BITS=2, num_warps=16),
-                     dict(CAP=8192, SAMPLE=4096, TILE=4096, BITS=4, num_warps=16),
-                     dict(CAP=8192, SAMPLE=4096, TILE=2048, BITS=2, num_warps=8),
-                     dict(CAP=8192, SAMPLE=2048, TILE=4096, BITS=2, num_warps=8),
-                     dict(CAP=8192, SAMPLE=4096, TILE=8192, BITS=2, num_warps=16),
-                     dict(CAP=4096, SAMPLE=4096, TILE=4096, BITS=2, num_warps=8)]):
+        for cfg in ([dict(CAP=8192, SAMPLE=4096, SEG=4096, num_warps=16),
+                     dict(CAP=8192, SAMPLE=4096, SEG=2048, num_warps=16),
+                     dict(CAP=8192, SAMPLE=4096, SEG=8192, num_warps=16),
+                     dict(CAP=8192, SAMPLE=2048, SEG=4096, num_warps=8),
+                     dict(CAP=16384, SAMPLE=4096, SEG=4096, num_warps=16)]):
             try:
-                scr = topk_scratch(M, cfg["CAP"], "cuda")
+                scr = scratch_for(M, L, K, "cuda", dict(cfg))
                 o = torch.empty(M, K, dtype=torch.int32, device="cuda")
                 ms = bench(lambda: launch_topk(out, K, row_len, ks, out=o, scratch=scr, config=dict(cfg),
                                                all_valid=True), rep=100)
@@ -216,8 +215,7 @@ def main():
             full = torch.full((M,), m * B, dtype=torch.int32, device="cuda")
             ms = bench(lambda: torch.topk(cand, K, dim=1), rep=50)
             log(f"  token topk: torch.topk {ms[0]:.3f} ms")
-            for cfg in [dict(CAP=8192, num_warps=16, BITS=2), dict(CAP=8192, num_warps=16, BITS=4),
-                        dict(CAP=8192, num_warps=8, BITS=2), dict(CAP=8192, num_warps=32, BITS=2)]:
+            for cfg in [dict(CAP=8192, num_warps=16), dict(CAP=8192, num_warps=8), dict(CAP=8192, num_warps=32)]:
                 try:
                     o = torch.empty(M, K, dtype=torch.int32, device="cuda")
                     ms2 = bench(lambda: launch_topk(cand, K, full, None, kept, B, out=o, config=dict(cfg)), rep=50)

@@ -9,9 +9,9 @@ from kernels.topk_naive import topk_ref
 from tests.helpers import as_sets
 
 # small buffers in the interpreter so that every path runs on tiny rows:
-DIRECT = dict(CAP=512, SAMPLE=32, TILE=32)        # whole row in registers
-SAMPLED = dict(CAP=128, SAMPLE=64, TILE=32)       # sample -> candidates -> exact search
-FALLBACK = dict(CAP=16, SAMPLE=32, TILE=32)       # too many candidates -> 4-bit narrowing passes
+DIRECT = dict(CAP=512, SAMPLE=32, SEG=32, TILE=32)     # whole row in registers
+SAMPLED = dict(CAP=256, SAMPLE=64, SEG=64, TILE=32)    # sample -> segment candidates -> exact search
+FALLBACK = dict(CAP=16, SAMPLE=32, SEG=32, TILE=32)    # too many candidates -> 4-bit narrowing passes
 PATHS = {"direct": DIRECT, "sampled": SAMPLED, "fallback": FALLBACK}
 
 
