@@ -79,7 +79,7 @@ def _per_chunk(stage_builder, chunks):
 
 
 def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, score_config=None,
-                 topk_cfg=None):
+                 topk_cfg=None, out=None):
     T, H, D = q.shape
     chunks = _chunks(T, query_chunk)
     plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8) for a, b in chunks]
@@ -88,7 +88,8 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     buf = torch.empty((max(rows, 1), max(width, 1)), dtype=torch.float32, device=q.device)
     scratch = scratch_for(rows, width, topk, q.device, topk_cfg)
     row_len = (ke - ks).to(torch.int32)
-    out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
+    if out is None:
+        out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
 
     def build(cs):
         ps = [plans[chunks.index(c)] for c in cs]
@@ -142,7 +143,7 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
         return [_scores_stage(q, kbar, w, bks, bke, kbar_scale, J, cs, ps, force_ends=True),
                 _topk_stage(J, m, brow, bks, kept_out, cs, scratch, all_valid=True)]
 
-    block_pairs = int(brow.sum()) if T else 0
+    block_pairs = sum(int(brow[a:b].sum()) for a, b in chunks) if T else 0
     info = dict(kbar=kbar, kbar_scale=kbar_scale, block_pairs=block_pairs,
                 pool_bytes=k.numel() * _esize(k) + kbar.numel() * _esize(kbar),
                 block_bytes=block_pairs * 8 + kbar.numel() * _esize(kbar) + T * m * 4)
@@ -153,15 +154,28 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
                  query_chunk=None, include_pooling=True, score_config=None):
     T, H, D = q.shape
     B, m = block_size, blocks
-    chunks = _chunks(T, query_chunk)
+    all_chunks = _chunks(T, query_chunk)
+    # A chunk whose queries all see at most m*B keys is "trivial": HISA keeps every visible block
+    # there and equals flat by definition, so it runs the flat pipeline (a causal prefill's first
+    # m*B queries, a short context's chunk).
+    widths = [int((ke[a:b] - ks[a:b]).max()) if b > a else 0 for a, b in all_chunks]
+    chunks = [c for c, wdt in zip(all_chunks, widths) if wdt > m * B] or all_chunks[:0]
+    trivial = [c for c, wdt in zip(all_chunks, widths) if wdt <= m * B]
+    out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
+    flat_parts = [(c, prepare_flat(q[c[0]:c[1]], k, w[c[0]:c[1]], ks[c[0]:c[1]], ke[c[0]:c[1]], k_scale,
+                                   topk=topk, out=out[c[0]:c[1]])) for c in trivial]
+    if not chunks:
+        run = _interleave([[p.run] for _, p in flat_parts])
+        return Prepared(run=_returning(run, out), stages={"trivial_flat": run},
+                        flops=sum(p.flops for _, p in flat_parts), bytes=sum(p.bytes for _, p in flat_parts),
+                        out=out, state=dict(kept=None, kbar=None, kbar_scale=None))
     rows = max(b - a for a, b in chunks)
-    kept = torch.empty((T, m), dtype=torch.int32, device=q.device)
+    kept = torch.full((T, m), -1, dtype=torch.int32, device=q.device)   # stays -1 for trivial chunks
     pool, block_build, info = _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling,
                                             include_pooling, kept, score_config)
     cand = torch.empty((max(rows, 1), m * B), dtype=torch.float32, device=q.device)
     scratch = scratch_for(rows, m * B, topk, q.device)
     full = torch.full((T,), m * B, dtype=torch.int32, device=q.device)
-    out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
 
     def token_scores(cs):
         def stage():
@@ -178,15 +192,18 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
     stages = dict(zip(names, build(chunks)))
     if pool is not None:
         stages = {"pool": pool, **stages}
-    per_chunk = _per_chunk(build, chunks)
+    per_chunk = [[p.run] for _, p in flat_parts] + _per_chunk(build, chunks)
     if pool is not None:
-        per_chunk[0] = [pool] + per_chunk[0]
-    cand_n = T * m * B
-    flops = (info["block_pairs"] + cand_n) * 2 * H * D
+        per_chunk[len(flat_parts)] = [pool] + per_chunk[len(flat_parts)]
+    if flat_parts:
+        stages["trivial_flat"] = _interleave([[p.run] for _, p in flat_parts])
+    cand_n = sum(b - a for a, b in chunks) * m * B
+    flops = (info["block_pairs"] + cand_n) * 2 * H * D + sum(p.flops for _, p in flat_parts)
     nbytes = (q.numel() * _esize(q) + w.numel() * 4 + info["block_bytes"] + (info["pool_bytes"] if pool else 0)
-              + cand_n * (D * _esize(k) + (4 if k_scale is not None else 0) + 8) + T * topk * 4)
+              + cand_n * (D * _esize(k) + (4 if k_scale is not None else 0) + 8) + T * topk * 4
+              + sum(p.bytes for _, p in flat_parts))
     return Prepared(run=_returning(_interleave(per_chunk), out), stages=stages, flops=flops, bytes=nbytes,
-                    out=out, state=dict(kept=kept, **info))
+                    out=out, state=dict(kept=kept, trivial=trivial, **info))
 
 
 def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",

@@ -194,7 +194,8 @@ def topk_config(width: int, k: int):
     cap = max(4 * next_pow2(k), 8192)
     if width <= cap:
         cap = max(16, next_pow2(width))
-    return dict(CAP=cap, SAMPLE=4096, SEG=4096, TILE=4096, num_warps=8 if cap <= 4096 else 16)
+    # SEG 2048 beat 4096 and 8192 on an H200 (docs/performance.md)
+    return dict(CAP=cap, SAMPLE=4096, SEG=2048, TILE=4096, num_warps=8 if cap <= 4096 else 16)
 
 
 def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_size: int = 1,

@@ -50,8 +50,10 @@ def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None):
         # ---- block level ----
         b_lo, b_hi = lo // B, (hi - 1) // B + 1
         m = blocks if method == "hisa" else max(topk // B, 1)
-        used = (kept[t][kept[t] >= 0].long().unique() if kept is not None
-                else torch.unique(chosen // B))
+        row_kept = kept[t][kept[t] >= 0].long() if kept is not None else None
+        if row_kept is not None and row_kept.numel() == 0:
+            row_kept = None          # a trivial query run through the flat pipeline
+        used = row_kept.unique() if row_kept is not None else torch.unique(chosen // B)
         if bool(((used < b_lo) | (used >= b_hi)).any()):
             problems.append(f"query {t}: kept a block it cannot see")
             continue
@@ -67,9 +69,9 @@ def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None):
         forced = {0, nb - 1}
         others = torch.tensor([J[i] for i in range(nb) if i not in forced]) if nb > 2 else torch.tensor([])
         n_free = min(m, nb) - len(forced & set(range(nb)))
-        if kept is not None and used.numel() != min(m, nb):
+        if row_kept is not None and used.numel() != min(m, nb):
             problems.append(f"query {t}: {used.numel()} blocks kept, expected {min(m, nb)}")
-        if kept is not None and not {b_lo, b_hi - 1} <= set(used.tolist()):
+        if row_kept is not None and not {b_lo, b_hi - 1} <= set(used.tolist()):
             problems.append(f"query {t}: first or last visible block not kept")
         if n_free > 0 and others.numel():
             jm = torch.topk(others, min(n_free, others.numel())).values[-1]
@@ -89,7 +91,7 @@ def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None):
                 problems.append(f"query {t}: did not select exactly the visible keys of its kept blocks")
             continue
         cand = torch.where(in_kept, ref, torch.full_like(ref, float("-inf")))
-        k_eff = topk if kept is not None else min(topk, chosen.numel())
+        k_eff = topk if row_kept is not None else min(topk, chosen.numel())
         problems += [f"query {t}: {p}" for p in selection_errors(
             row, cand[None], base, torch.tensor([hi - lo]), k_eff, rtol=SCORE_RTOL, atol=atol)]
     return problems
