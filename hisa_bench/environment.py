@@ -23,7 +23,8 @@ def _run(cmd, cwd=None):
 def git_commit():
     commit = _run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT)
     if commit is None:
-        return None
+        # a copy of the tree without .git (e.g. shipped to a GPU machine): the caller may say
+        return os.environ.get("HISA_BENCH_GIT_COMMIT")
     dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT)
     return commit + ("-dirty" if dirty else "")
 
