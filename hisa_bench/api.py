@@ -59,6 +59,8 @@ def validate(q, k, w, ks, ke, k_scale=None, *, topk=None, block_size=None, block
         if k_scale is None:
             bad("fp8 keys need k_scale, a float32 [N] scale per key")
     if k_scale is not None:
+        if not isinstance(k_scale, torch.Tensor):
+            bad(f"k_scale must be a torch.Tensor or None, got {type(k_scale).__name__}")
         if k_scale.dtype != torch.float32 or tuple(k_scale.shape) != (k.shape[0],):
             bad(f"k_scale must be float32 [{k.shape[0]}], got {k_scale.dtype} {tuple(k_scale.shape)}")
     for name, t in (("ks", ks), ("ke", ke)):
@@ -91,6 +93,12 @@ def validate(q, k, w, ks, ke, k_scale=None, *, topk=None, block_size=None, block
             bad("k_scale must be positive")
 
 
+def _dense(*tensors):
+    """The kernels index the innermost dimension with stride 1: a strided view (a slice, a
+    transpose) must be copied first, or they read the wrong elements."""
+    return tuple(None if t is None else t.contiguous() for t in tensors)
+
+
 def _use_kernels(backend, device):
     if backend == "auto":
         return device.type == "cuda"
@@ -106,7 +114,8 @@ def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, backend="auto"):
     validate(q, k, w, ks, ke, k_scale, topk=topk)
     if _use_kernels(backend, q.device):
         from kernels import indexers
-        return indexers.flat_select(q, k, w, ks.int(), ke.int(), k_scale, topk=topk)
+        q, k, w, ks, ke, k_scale = _dense(q, k, w, ks.int(), ke.int(), k_scale)
+        return indexers.flat_select(q, k, w, ks, ke, k_scale, topk=topk)
     from kernels.hisa_naive import flat_select_ref
     return flat_select_ref(q, k, w, ks, ke, k_scale, topk=topk)
 
@@ -118,7 +127,8 @@ def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blo
     validate(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks, pooling=pooling)
     if _use_kernels(backend, q.device):
         from kernels import indexers
-        return indexers.hisa_select(q, k, w, ks.int(), ke.int(), k_scale, topk=topk,
+        q, k, w, ks, ke, k_scale = _dense(q, k, w, ks.int(), ke.int(), k_scale)
+        return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk,
                                     block_size=block_size, blocks=blocks, pooling=pooling)
     from kernels.hisa_naive import hisa_select_ref
     return hisa_select_ref(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
@@ -133,7 +143,8 @@ def block_sparse_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=
         raise HisaBenchError(f"block-sparse keeps topk // block size blocks: topk {topk} < block size {block_size}")
     if _use_kernels(backend, q.device):
         from kernels import indexers
-        return indexers.block_sparse_select(q, k, w, ks.int(), ke.int(), k_scale, topk=topk,
+        q, k, w, ks, ke, k_scale = _dense(q, k, w, ks.int(), ke.int(), k_scale)
+        return indexers.block_sparse_select(q, k, w, ks, ke, k_scale, topk=topk,
                                             block_size=block_size, pooling=pooling)
     from kernels.hisa_naive import block_sparse_select_ref
     return block_sparse_select_ref(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
