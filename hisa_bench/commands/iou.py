@@ -79,7 +79,11 @@ def register(app: typer.Typer):
         layers: str = typer.Option(None, "--layers", help="Comma list of layer names (default: all layers)."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
         out: str = typer.Option("reports/runs", "--out", help="Parent folder of the run folder."),
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda (float64 either way: same figures)."),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda (the reference engine computes in float64 "
+                                   "either way: same figures)."),
+        engine: str = typer.Option("reference", "--engine",
+                                   help="reference: selections from float64 scores (reproducible on any device); "
+                                        "kernels: selections from our Triton kernels (use with --device cuda)."),
         tie_rule: str = typer.Option("low", "--tie-rule",
                                      help="Among equal scores: low (lower position wins, the default) or recent "
                                           "(higher position wins), for blocks and tokens alike."),
@@ -105,7 +109,7 @@ def register(app: typer.Typer):
             block_sizes=int_list(block_size, "--block-size"), blocks=int_list(blocks, "--blocks"),
             methods=name_list(method, "--method", METHODS), poolings=name_list(pooling, "--pooling", POOLINGS),
             layer_names=name_list(layers, "--layers") if layers else None,
-            tie=tie_rule, device=dev, out_dir=out, tag=tag)
+            tie=tie_rule, device=dev, out_dir=out, tag=tag, engine=engine)
         if fmt == "json":
             sys.stdout.write(json.dumps(obj, indent=1) + "\n")
         elif fmt == "csv":

@@ -126,12 +126,62 @@ def _metrics(flat, F, nF, sumF, tops, S):
     return out
 
 
+ENGINES = ("reference", "kernels")
+
+
+def _mask_from_positions(sel, ks, width):
+    """int32 [c, k] absolute positions (-1 = none) -> bool [c, width] in the relative layout."""
+    mask = torch.zeros((sel.shape[0], width), dtype=torch.bool, device=sel.device)
+    rel = sel.long() - ks[:, None]
+    rows = torch.arange(sel.shape[0], device=sel.device)[:, None].expand_as(rel)
+    ok = sel >= 0
+    mask[rows[ok], rel[ok]] = True
+    return mask
+
+
+def _kernel_selections(layer, t0, t1, ks, ke, topk, points, methods, device):
+    """Flat and per-point HISA / block-sparse masks from our Triton kernels (engine "kernels")."""
+    from kernels import indexers
+
+    q = layer["q"][t0:t1].to(device).contiguous()
+    k = layer["k"].to(device).contiguous()
+    w = layer["w"][t0:t1].to(device=device, dtype=torch.float32).contiguous()
+    k_scale = layer["k_scale"].to(device).contiguous() if "k_scale" in layer else None
+    ks32, ke32 = ks.to(torch.int32).contiguous(), ke.to(torch.int32).contiguous()
+    width = int((ke - ks).max())
+    flat = _mask_from_positions(indexers.flat_select(q, k, w, ks32, ke32, k_scale, topk=topk), ks, width)
+    per_point = {}
+    for p in points:
+        for method in methods:
+            if method == "hisa":
+                sel = indexers.hisa_select(q, k, w, ks32, ke32, k_scale, topk=topk, block_size=p.block_size,
+                                           blocks=p.blocks, pooling=p.pooling)
+            else:
+                sel = indexers.block_sparse_select(q, k, w, ks32, ke32, k_scale, topk=topk,
+                                                   block_size=p.block_size, pooling=p.pooling)
+            per_point[(p, method)] = _mask_from_positions(sel, ks, width)
+    return flat, per_point
+
+
 def measure_layer(layer: dict, points, *, topk: int, methods, tie: str = "low", device="cpu",
-                  budget_bytes: int = 1 << 29, advance=None):
+                  budget_bytes: int = 1 << 29, advance=None, engine: str = "reference"):
     """Per-query metrics of one layer for every grid point: a DataFrame in PER_QUERY_COLUMNS
-    order plus tied_flat and tied_block flags."""
+    order plus tied_flat and tied_block flags.
+
+    engine "reference": every selection from float64 scores with the tie rule (the same figures on
+    any device). engine "kernels": the flat, HISA and block-sparse selections come from our Triton
+    kernels (fp32 accumulation; exact ties to the lower position, near-ties as rounding falls);
+    the metrics still weigh them with the float64 scores."""
     from kernels.flat_scores_naive import flat_scores_ref
 
+    if engine not in ENGINES:
+        raise HisaBenchError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "kernels":
+        bad = sorted({p.pooling for p in points} - {"mean", "max"})
+        if bad:
+            raise HisaBenchError(f"--engine kernels takes pooling mean or max, got {', '.join(bad)}")
+        if tie != "low":
+            raise HisaBenchError("--engine kernels breaks ties towards lower positions: use --tie-rule low")
     if tie not in TIE_RULES:
         raise HisaBenchError(f"--tie-rule: expected one of {', '.join(TIE_RULES)}, got {tie!r}")
     ks_all, ke_all = (t.to(device) for t in query_ranges(layer))
@@ -150,6 +200,8 @@ def measure_layer(layer: dict, points, *, topk: int, methods, tie: str = "low", 
         j = torch.arange(width, device=device)
         valid = j[None, :] < visible[:, None]
         F, tied_flat = topk_mask(flat, valid, topk, tie)
+        if engine == "kernels":
+            F, kernel_sel = _kernel_selections(layer, t0, t1, ks, ke, topk, points, methods, device)
         sumF = torch.where(F, flat, torch.zeros_like(flat)).sum(1)
         nF = visible.clamp(max=topk).double()           # |F| = min(k, visible keys)
         tops = {r: (topk_mask(flat, valid, r, tie)[0], visible.clamp(max=r).double()) for r in TOP_R}
@@ -168,10 +220,12 @@ def measure_layer(layer: dict, points, *, topk: int, methods, tie: str = "low", 
                 "tied_flat": tied_flat.cpu().numpy(), "tied_block": tied_block.cpu().numpy(),
             }
             for method in methods:
-                if method == "hisa":
+                if engine == "kernels":
+                    S = kernel_sel[(p, method)]
+                elif method == "hisa":
                     cand = torch.gather(kept, 1, blk) & valid
                     S = topk_mask(flat, cand, topk, tie)[0]
-                else:
+                else:  # block-sparse
                     kept_bs, _ = kept_blocks(J, ks, ke, B, p.block_sparse_blocks(topk), tie)
                     S = first_n_mask(torch.gather(kept_bs, 1, blk) & valid, topk)
                 m = _metrics(flat, F, nF, sumF, tops, S)

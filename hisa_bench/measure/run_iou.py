@@ -21,7 +21,7 @@ def _progress():
 
 
 def run_iou(*, dump_path, topk, block_sizes, blocks, methods, poolings, layer_names, tie, device,
-            out_dir, tag=None, show_progress=True):
+            out_dir, tag=None, show_progress=True, engine="reference"):
     """Returns (json object, list of per-point results, run folder path)."""
     points, skipped = make_grid(topk, block_sizes, blocks, poolings)
     for p in skipped:
@@ -39,6 +39,7 @@ def run_iou(*, dump_path, topk, block_sizes, blocks, methods, poolings, layer_na
     config = {
         "dump": str(dump_path), "source": meta.get("source"), "model": meta.get("model"),
         "topk": topk, "methods": list(methods), "layers": names, "tie_rule": tie, "device": device.type,
+        "engine": engine,
         "trivial_rule": "visible <= blocks * block_size (excluded from aggregates)",
     }
 
@@ -55,7 +56,7 @@ def run_iou(*, dump_path, topk, block_sizes, blocks, methods, poolings, layer_na
             advance = None
         for name in names:
             frames.append(measure_layer(by_name[name], points, topk=topk, methods=methods, tie=tie,
-                                        device=device, advance=advance))
+                                        device=device, advance=advance, engine=engine))
     finally:
         if progress is not None:
             progress.stop()
