@@ -40,6 +40,16 @@ def cases():
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
         stride_wt="i32", stride_ot="i32"), dict(H=3, D=48, HP=4, DP=64, BLOCK_Q=64, BLOCK_N=64, HAS_SCALE=False,
                                                 FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False), 8, 3
+    yield "flat_scores fp8 H128 D256 (largest shape)", flat_scores._flat_scores_kernel, dict(
+        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
+        T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
+        stride_wt="i32", stride_ot="i32"), dict(H=128, D=256, HP=128, DP=256, BLOCK_Q=2, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False), 8, 5
+    yield "gather scores bf16 H128 D256", gather_scores._gather_scores_kernel, dict(
+        Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
+        M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
+        stride_ot="i32"), dict(H=128, D=256, HP=128, DP=256, BS=256, BLOCKS_PER_PROG=16, HAS_SCALE=False,
+                               UPCAST=False), 4, 3
     for cap, nw, has_map, nseg in ((8192, 16, False, 32), (8192, 16, True, 1), (1024, 8, False, 1)):
         yield f"topk CAP{cap} map={has_map}", topk._topk_kernel, dict(
             S="*fp32", ROW_LEN="*i32", BASE="*i32", MAP="*i32", OUT="*i32", SCR_K="*i32", SCR_I="*i32",
