@@ -33,3 +33,20 @@ def make_inputs(T, H, D, N, dtype, device, *, ks=None, ke=None, structured=None,
 
 def as_sets(sel):
     return [set(x for x in row.tolist() if x >= 0) for row in sel.cpu()]
+
+
+def run_cli(argv):
+    """Run the CLI in-process as the console script would: (exit code, stdout, stderr)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from hisa_bench import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            cli.main(argv)
+        except SystemExit as e:
+            code = e.code or 0
+    return code, out.getvalue(), err.getvalue()

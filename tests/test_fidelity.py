@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from hisa_bench import cli
 from hisa_bench.errors import HisaBenchError
 from hisa_bench.inputs.dump import save_dump
 from hisa_bench.measure.fidelity import (LAYER_COLUMNS, PER_QUERY_COLUMNS, STAT_KEYS, _metrics, make_grid,
@@ -231,18 +230,9 @@ def test_trivial_queries_left_out_of_aggregates(tmp_path):
 # ---------------------------------------------------------------- the command
 def run_cli(argv, capsys=None):
     """Run the CLI in-process like the console script; returns (parsed stdout JSON or text, exit code)."""
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
+    from tests.helpers import run_cli as run
 
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            cli.main(argv)
-        except SystemExit as e:
-            code = e.code or 0
-    text = out.getvalue()
-    run_cli.stderr = err.getvalue()
+    code, text, run_cli.stderr = run(argv)
     try:
         return json.loads(text), code
     except ValueError:

@@ -1,11 +1,8 @@
 """The synthetic dump generator: determinism, the planted structure, and the generate command."""
-import io
-from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 import torch
 
-from hisa_bench import cli
 from hisa_bench.inputs.dump import load_dump, validate_dump
 from hisa_bench.inputs.synthetic import SyntheticConfig, generate
 from kernels.flat_scores_naive import flat_scores_ref
@@ -13,15 +10,7 @@ from kernels.flat_scores_naive import flat_scores_ref
 SMALL = dict(keys=4096, queries=48, heads=4, dim=64, layers=2)
 
 
-def run_cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            cli.main(argv)
-        except SystemExit as e:
-            code = e.code or 0
-    return code, out.getvalue(), err.getvalue()
+from tests.helpers import run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")

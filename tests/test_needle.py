@@ -1,27 +1,16 @@
 """Length parsing and the kernel-level needle in a haystack."""
-import io
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from hisa_bench import cli
 from hisa_bench.errors import HisaBenchError
 from hisa_bench.lengths import parse_lengths
 from hisa_bench.measure.needle import COLUMNS, NeedleConfig, plant, run_case, run_needle
 
 
-def run_cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            cli.main(argv)
-        except SystemExit as e:
-            code = e.code or 0
-    return code, out.getvalue(), err.getvalue()
+from tests.helpers import run_cli  # noqa: E402
 
 
 @pytest.mark.parametrize("text,expect", [
