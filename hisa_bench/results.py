@@ -9,8 +9,10 @@ half-written result behind. A run folder is itself built under a temporary name 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -20,6 +22,15 @@ from .errors import HisaBenchError
 
 
 def _umask() -> int:
+    # Linux reports the umask without changing it; os.umask(0) would open a window in which files
+    # other threads create get mode 0666
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -53,18 +64,21 @@ def write_csv(path: Path, frame) -> Path:
     return atomic_write_text(path, frame.to_csv(index=False))
 
 
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+
+
 class RunFolder:
     """Collect files in a hidden temporary folder; commit() renames it into place atomically."""
 
     def __init__(self, out_dir, kind: str, tag: str | None = None):
+        if tag is not None and not _TAG.match(tag):
+            raise HisaBenchError(f"--tag {tag!r}: use letters, digits, '.', '_' and '-' (not first), "
+                                 f"at most 64 characters")
         self.out_dir = Path(out_dir)
+        self.committed = False
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        name = f"{kind}-{stamp}" + (f"-{tag}" if tag else "")
-        self.final = self.out_dir / name
-        n = 1
-        while self.final.exists():
-            n += 1
-            self.final = self.out_dir / f"{name}-{n}"
+        name = self._name = f"{kind}-{stamp}" + (f"-{tag}" if tag else "")
+        self.final = self._free_name()
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.out_dir))
@@ -81,9 +95,27 @@ class RunFolder:
     def csv(self, name: str, frame) -> Path:
         return write_csv(self.tmp / name, frame)
 
+    def _free_name(self, n: int = 1) -> Path:
+        final = self.out_dir / self._name
+        while final.exists():
+            n += 1
+            final = self.out_dir / f"{self._name}-{n}"
+        return final
+
     def commit(self) -> Path:
-        os.replace(self.tmp, self.final)
-        return self.final
+        # another run may have taken our name since __init__ (same second, same tag): never rename
+        # onto an existing folder (an empty one would be replaced), move on to the next free name
+        for _ in range(1000):
+            if not self.final.exists():
+                try:
+                    os.rename(self.tmp, self.final)
+                    self.committed = True
+                    return self.final
+                except OSError as e:
+                    if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+            self.final = self._free_name()
+        raise HisaBenchError(f"cannot find a free run folder name in {self.out_dir}")
 
     def abort(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -103,6 +135,6 @@ class RunFolder:
     def __exit__(self, exc_type, exc, tb):
         if self._old_term is not None:
             signal.signal(signal.SIGTERM, self._old_term)
-        if exc_type is not None:
-            self.abort()
+        if exc_type is not None or not self.committed:
+            self.abort()      # a run that was not committed leaves nothing behind
         return False
