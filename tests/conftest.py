@@ -11,7 +11,7 @@ import kernels  # noqa: E402,F401  (sets TRITON_INTERPRET=1 without a GPU, befor
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
-gpu_only = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU (runs on the H200 via the device tool)")
+gpu_only = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU: these tests run the compiled kernels at real shapes")
 
 
 @pytest.fixture
