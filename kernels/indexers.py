@@ -55,13 +55,12 @@ def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=
     return stage
 
 
-def _topk_stage(buf, k, row_len, base, out, chunks, scratch, block_map=None, map_block_size=1, cfg=None,
-                all_valid=False):
+def _topk_stage(buf, k, row_len, base, out, chunks, scratch, block_map=None, map_block_size=1, cfg=None):
     def stage():
         for t0, t1 in chunks:
             launch_topk(buf[: t1 - t0], k, row_len[t0:t1], None if base is None else base[t0:t1],
                         None if block_map is None else block_map[t0:t1], map_block_size,
-                        out=out[t0:t1], scratch=scratch, config=cfg, all_valid=all_valid)
+                        out=out[t0:t1], scratch=scratch, config=cfg)
     return stage
 
 
@@ -94,7 +93,7 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     def build(cs):
         ps = [plans[chunks.index(c)] for c in cs]
         return [_scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps),
-                _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg, all_valid=True)]
+                _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg)]
 
     stages = dict(zip(("scores", "topk"), build(chunks)))
     pairs = int(row_len.sum()) if T else 0
@@ -141,7 +140,7 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
     def build(cs):
         ps = [plans[chunks.index(c)] for c in cs]
         return [_scores_stage(q, kbar, w, bks, bke, kbar_scale, J, cs, ps, force_ends=True),
-                _topk_stage(J, m, brow, bks, kept_out, cs, scratch, all_valid=True)]
+                _topk_stage(J, m, brow, bks, kept_out, cs, scratch)]
 
     block_pairs = sum(int(brow[a:b].sum()) for a, b in chunks) if T else 0
     info = dict(kbar=kbar, kbar_scale=kbar_scale, block_pairs=block_pairs,

@@ -199,10 +199,9 @@ def topk_config(width: int, k: int):
 
 
 def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_size: int = 1,
-                *, out=None, scratch=None, config=None, all_valid=False):
+                *, out=None, scratch=None, config=None):
     """int32 [T, k] selection (see module docstring). No validation: callers pass consistent
-    shapes (row_len <= scores.shape[1], int32 row_len/base/block_map). all_valid is accepted for
-    callers that know their rows hold no -inf; every path handles -inf regardless."""
+    shapes (row_len <= scores.shape[1], int32 row_len/base/block_map)."""
     T, W = scores.shape
     cfg = topk_config(W, k)
     if config:

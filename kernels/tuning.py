@@ -176,8 +176,7 @@ def main():
             try:
                 scr = scratch_for(M, L, K, "cuda", dict(cfg))
                 o = torch.empty(M, K, dtype=torch.int32, device="cuda")
-                ms = bench(lambda: launch_topk(out, K, row_len, ks, out=o, scratch=scr, config=dict(cfg),
-                                               all_valid=True), rep=100)
+                ms = bench(lambda: launch_topk(out, K, row_len, ks, out=o, scratch=scr, config=dict(cfg)), rep=100)
                 ok = set(o[5].tolist()) == set(torch.topk(out[5, : row_len[5]], K).indices.tolist())
                 ok = ok and not selection_errors(o[::97], out[::97], ks[::97], row_len[::97], K)
                 results["topk"].append(dict(L=L, cfg=cfg, ms=ms[0], p20=ms[1], p80=ms[2], row5_equal_torch=ok))
@@ -223,7 +222,7 @@ def main():
                     log(f"  token topk {cfg}: {ms2[0]:.3f} ms")
                     o2 = torch.empty(M, m, dtype=torch.int32, device="cuda")
                     J = torch.randn(M, 1024, device="cuda")
-                    ms3 = bench(lambda: launch_topk(J, m, full // 8, None, out=o2, config=dict(cfg), all_valid=True), rep=50)
+                    ms3 = bench(lambda: launch_topk(J, m, full // 8, None, out=o2, config=dict(cfg)), rep=50)
                     log(f"  block topk (1024 -> {m}) {cfg}: {ms3[0]:.3f} ms")
                 except Exception as e:
                     log(f"  token topk {cfg}: error {str(e)[:150]}")
