@@ -119,9 +119,9 @@ def load_external(spec: str) -> Backend:
 
 def resolve(names: list[str]) -> list[Backend]:
     ours = _ours()
-    out = []
-    for n in names:
-        out.append(ours[n] if n in ours else load_external(n))
-    if not any(b.name == BASELINE for b in out):
-        out.insert(0, ours[BASELINE])   # speedups are always against our flat baseline
+    # the baseline runs first at every shape point (speedups are against it), each backend once
+    out = [ours[BASELINE]]
+    for n in dict.fromkeys(names):
+        if n != BASELINE:
+            out.append(ours[n] if n in ours else load_external(n))
     return out

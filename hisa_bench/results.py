@@ -67,13 +67,18 @@ def write_csv(path: Path, frame) -> Path:
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 
 
+def check_tag(tag: str | None) -> None:
+    """A tag becomes part of a folder name: no separators, no leading dot (hidden, or '..')."""
+    if tag is not None and not _TAG.match(tag):
+        raise HisaBenchError(f"--tag {tag!r}: use letters, digits, '.', '_' and '-' (not first), "
+                             f"at most 64 characters")
+
+
 class RunFolder:
     """Collect files in a hidden temporary folder; commit() renames it into place atomically."""
 
     def __init__(self, out_dir, kind: str, tag: str | None = None):
-        if tag is not None and not _TAG.match(tag):
-            raise HisaBenchError(f"--tag {tag!r}: use letters, digits, '.', '_' and '-' (not first), "
-                                 f"at most 64 characters")
+        check_tag(tag)
         self.out_dir = Path(out_dir)
         self.committed = False
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")

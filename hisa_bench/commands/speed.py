@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -9,6 +10,7 @@ from typing import Optional
 import typer
 
 from ..errors import HisaBenchError, NoGpuError
+from ..results import check_tag
 
 # Interpreter-sized defaults for --device cpu: the same code paths, shapes a CPU can run in seconds.
 CPU_DEFAULTS = dict(lengths="512,1k", queries=16, heads=4, dim=32, topk=64, block_size="32", blocks="4", batch="1,4")
@@ -34,15 +36,18 @@ def register(app: typer.Typer):
                                               "Default 8k,32k,128k on a GPU, 512,1k on the CPU."),
         mode: str = typer.Option("chunk", help="chunk (M queries at the tail), prefill (whole causal sequence), "
                                  "decode (a batch of single queries); comma list for several."),
-        queries: Optional[int] = typer.Option(None, help="Queries per chunk (chunk mode M; prefill chunk). Default 1024."),
-        batch: Optional[str] = typer.Option(None, help="Decode batch sizes, comma list. Default 1,8,64."),
+        queries: Optional[int] = typer.Option(None, help="Queries per timed call: chunk mode's M, prefill's query "
+                                              "chunk. Default 1024 (CPU: 16)."),
+        batch: Optional[str] = typer.Option(None, help="Decode batch sizes, comma list. Default 1,8,64 (CPU: 1,4)."),
         ragged: bool = typer.Option(False, help="Decode: context lengths drawn between L/2 and L."),
-        heads: Optional[int] = typer.Option(None, help="Indexer heads H (default 64)."),
-        dim: Optional[int] = typer.Option(None, help="Head dim D (default 128)."),
-        topk: Optional[int] = typer.Option(None, help="Keys selected per query (default 2048)."),
-        block_size: Optional[str] = typer.Option(None, "--block-size", help="HISA block size B; comma list for a grid."),
-        blocks: Optional[str] = typer.Option(None, help="HISA blocks kept m; comma list for a grid."),
-        dtype: str = typer.Option("fp8", help="fp8 (e4m3 with a scale per key) or bf16."),
+        heads: Optional[int] = typer.Option(None, help="Indexer heads H, 1..128. Default 64 (CPU: 4)."),
+        dim: Optional[int] = typer.Option(None, help="Head dim D, a multiple of 16. Default 128 (CPU: 32)."),
+        topk: Optional[int] = typer.Option(None, help="Keys selected per query. Default 2048 (CPU: 64)."),
+        block_size: Optional[str] = typer.Option(None, "--block-size", help="HISA block size B, a power of two; "
+                                                 "comma list for a grid. Default 128 (CPU: 32)."),
+        blocks: Optional[str] = typer.Option(None, help="HISA blocks kept m (m x B >= top-k); comma list for a grid. "
+                                             "Default 64 (CPU: 4)."),
+        dtype: str = typer.Option("fp8", help="fp8 (e4m3 with a scale per key), bf16 or fp16."),
         backend: str = typer.Option("flat,hisa,block-sparse", help="Backends: flat (baseline), hisa, block-sparse, "
                                     "flat-torch, or your own as module:function or file.py:function."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
@@ -50,7 +55,7 @@ def register(app: typer.Typer):
         device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter."),
         seed: int = typer.Option(0, help="Seed of the synthetic inputs."),
         warmup_ms: float = typer.Option(25.0, help="Warm-up per measurement (ms)."),
-        rep_ms: float = typer.Option(200.0, help="Timed repetitions per measurement (ms of GPU time)."),
+        rep_ms: float = typer.Option(200.0, help="Time spent on timed repetitions per measurement (ms)."),
         check: bool = typer.Option(True, help="Accuracy gate before timing (tie-aware, on sampled queries)."),
         stages: bool = typer.Option(True, help="Also time each stage (HISA: pool, block scores, block top-k, "
                                     "token scores, token top-k)."),
@@ -62,17 +67,14 @@ def register(app: typer.Typer):
             raise HisaBenchError(f"--format must be table, json or csv, got {fmt!r}")
         if device not in ("cuda", "cpu"):
             raise HisaBenchError(f"--device must be cuda or cpu, got {device!r}")
-        import torch
-
-        if device == "cuda" and not torch.cuda.is_available():
-            raise NoGpuError("no CUDA GPU found: `hisa-bench speed` times GPU kernels; use --device cpu for a tiny "
-                             "interpreter run")
         from ..lengths import parse_lengths
         from ..workloads import MODES
 
         d = CPU_DEFAULTS if device == "cpu" else GPU_DEFAULTS
         length_list = parse_lengths(lengths if lengths is not None else d["lengths"])
         modes = [m.strip() for m in mode.split(",") if m.strip()]
+        if not modes:
+            raise HisaBenchError(f"--mode: expected chunk, prefill or decode, got {mode!r}")
         for m in modes:
             if m not in MODES:
                 raise HisaBenchError(f"--mode: expected chunk, prefill or decode, got {m!r}")
@@ -81,21 +83,39 @@ def register(app: typer.Typer):
                                  f"got {max(length_list)}")
         if dtype not in ("fp8", "bf16", "fp16"):
             raise HisaBenchError(f"--dtype must be fp8, bf16 or fp16, got {dtype!r}")
+        for name, v, lo in (("--warmup-ms", warmup_ms, 0.0), ("--rep-ms", rep_ms, 0.0)):
+            if not (math.isfinite(v) and v >= lo):
+                raise HisaBenchError(f"{name} must be a finite number >= {lo:g}, got {v}")
         from ..measure.speed import SweepConfig
 
+        def pick(value, key):
+            return d[key] if value is None else value     # 0 is a value to reject, not "use the default"
+
         cfg = SweepConfig(
-            modes=modes, lengths=length_list, batches=_ints(batch or d["batch"], "--batch"),
-            queries=queries or d["queries"], heads=heads or d["heads"], dim=dim or d["dim"], topk=topk or d["topk"],
-            block_sizes=_ints(block_size or d["block_size"], "--block-size"),
-            blocks=_ints(blocks or d["blocks"], "--blocks"), dtype=dtype, ragged=ragged, seed=seed,
+            modes=modes, lengths=length_list, batches=_ints(pick(batch, "batch"), "--batch"),
+            queries=pick(queries, "queries"), heads=pick(heads, "heads"), dim=pick(dim, "dim"),
+            topk=pick(topk, "topk"), block_sizes=_ints(pick(block_size, "block_size"), "--block-size"),
+            blocks=_ints(pick(blocks, "blocks"), "--blocks"), dtype=dtype, ragged=ragged, seed=seed,
             device=device, check=check, stages=stages)
-        _validate(cfg)
-        _run(cfg, backend, fmt, out, tag, warmup_ms, rep_ms)
+        backend_names = [b.strip() for b in backend.split(",") if b.strip()]
+        _validate(cfg, backend_names)
+        check_tag(tag)
+        from ..backends import resolve
+
+        backends = resolve(backend_names)      # loads user backends: their errors are option errors too
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise NoGpuError("no CUDA GPU found: `hisa-bench speed` times GPU kernels; use --device cpu for a tiny "
+                             "interpreter run")
+        _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms)
 
 
-def _validate(cfg):
-    from .. import api
-
+def _validate(cfg, backend_names):
+    if cfg.queries < 1:
+        raise HisaBenchError(f"--queries must be at least 1, got {cfg.queries}")
+    if cfg.topk < 1:
+        raise HisaBenchError(f"--topk must be at least 1, got {cfg.topk}")
     if not 1 <= cfg.heads <= 128:
         raise HisaBenchError(f"--heads must be 1..128, got {cfg.heads}")
     if cfg.dim % 16 or not 16 <= cfg.dim <= 256:
@@ -103,28 +123,26 @@ def _validate(cfg):
     for b in cfg.block_sizes:
         if b < 16 or b & (b - 1):
             raise HisaBenchError(f"--block-size must be a power of two >= 16, got {b}")
+    if any(m < 2 for m in cfg.blocks):
+        raise HisaBenchError(f"--blocks must be at least 2 (first and last visible blocks are forced), "
+                             f"got {min(cfg.blocks)}")
     if not any(b * m >= cfg.topk for b in cfg.block_sizes for m in cfg.blocks):
         b, m = cfg.block_sizes[0], cfg.blocks[0]
         raise HisaBenchError(f"blocks x block size must cover top-k: {m} x {b} = {m * b} < {cfg.topk}")
-    if any(m < 2 for m in cfg.blocks):
-        raise HisaBenchError("--blocks must be at least 2 (first and last visible blocks are forced)")
-    if min(cfg.block_sizes) * 2 > cfg.topk:
-        raise HisaBenchError(f"--topk must be at least two blocks ({2 * min(cfg.block_sizes)}) for block-sparse")
-    del api
+    if "block-sparse" in backend_names and min(cfg.block_sizes) * 2 > cfg.topk:
+        raise HisaBenchError(f"block-sparse keeps top-k // B blocks, at least two: --topk must be at least "
+                             f"{2 * min(cfg.block_sizes)} with --block-size {min(cfg.block_sizes)}")
 
 
-def _run(cfg, backend_spec, fmt, out, tag, warmup_ms, rep_ms):
-    import pandas as pd
+def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..backends import resolve
     from ..environment import stamp
     from ..measure.speed import count_points, run_sweep
     from ..measure.timing import TimingSettings
     from ..results import RunFolder
 
-    backends = resolve([b.strip() for b in backend_spec.split(",") if b.strip()])
     settings = TimingSettings(warmup_ms=warmup_ms, rep_ms=rep_ms)
     err = Console(stderr=True)
     rows = []
@@ -145,9 +163,9 @@ def _run(cfg, backend_spec, fmt, out, tag, warmup_ms, rep_ms):
         for r in rows:
             r["device"] = "cpu-interpreter" if interp else "cuda"
         config = dict(vars(cfg), backends=[b.name for b in backends], baseline="flat",
-                      timing=settings.as_dict(), interpreter=interp)
-        frame = pd.DataFrame(rows)
-        env = stamp(timing=settings.as_dict(), device="cpu-interpreter" if interp else "cuda")
+                      timing=settings.as_dict(cfg.device), interpreter=interp)
+        frame = _frame(rows)
+        env = stamp(timing=settings.as_dict(cfg.device), device="cpu-interpreter" if interp else "cuda")
         run.json("env.json", env)
         run.json("speed.json", {"config": config, "rows": rows, "ceilings": ceilings, "label": "CPU / Triton interpreter: not GPU "
                                 "timings" if interp else None})
@@ -160,6 +178,21 @@ def _run(cfg, backend_spec, fmt, out, tag, warmup_ms, rep_ms):
         sys.stdout.write(frame.to_csv(index=False))
     else:
         _print_table(rows, interp)
+
+
+def _frame(rows):
+    """Rows as a table whose whole-number columns stay whole numbers where some rows leave them
+    empty (flat has no block size): pandas would otherwise write 128 as 128.0."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    for c in frame.columns:
+        vals = [r.get(c) for r in rows]
+        present = [v for v in vals if v is not None]
+        if present and len(present) < len(vals) and \
+                all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+            frame[c] = pd.array(vals, dtype="Int64")
+    return frame
 
 
 def _print_table(rows, interp):

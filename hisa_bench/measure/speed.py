@@ -4,6 +4,7 @@ end and stage by stage. Rows follow docs/results-format.md."""
 from __future__ import annotations
 
 import gc
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -52,6 +53,9 @@ def _shape_points(cfg: SweepConfig):
 def _grid(cfg, backend):
     if backend.method == "flat":
         return [(cfg.block_sizes[0], cfg.blocks[0])]
+    if backend.method == "block-sparse":
+        # it keeps topk // B blocks whatever --blocks says: one point per block size, not per (B, m)
+        return [(b, cfg.topk // b) for b in cfg.block_sizes if cfg.topk // b >= 2]
     return [(b, m) for b in cfg.block_sizes for m in cfg.blocks if b * m >= cfg.topk]
 
 
@@ -65,7 +69,9 @@ def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSetting
         wl = None
         try:
             wl = make_workload(mode, length, batch=batch, queries=cfg.queries, heads=cfg.heads, dim=cfg.dim,
-                               dtype=cfg.dtype, device=cfg.device, seed=cfg.seed, block_size=cfg.block_sizes[0],
+                               dtype=cfg.dtype, device=cfg.device, seed=cfg.seed,
+                               # decode sequences start on a block edge for every block size of the grid
+                               block_size=max(cfg.block_sizes),
                                ragged=cfg.ragged, query_chunk=cfg.prefill_chunk)
         except Exception as e:
             if not _is_oom(e):
@@ -89,12 +95,14 @@ def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSetting
                 try:
                     row.update(_measure(backend, wl, cfg, settings, block_size, blocks, mode))
                 except HisaBenchError:
-                    raise
+                    if backend.ours:     # ours only raise it for a bad configuration: stop the run
+                        raise
+                    row.update(status="error", note=_note(sys.exc_info()[1]))
                 except Exception as e:
                     if _is_oom(e):
                         row.update(status="oom", note="out of GPU memory")
                     else:
-                        row.update(status="error", note=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                        row.update(status="error", note=_note(e))
                     if cfg.device == "cuda":
                         torch.cuda.empty_cache()
                 if backend.name == BASELINE and row["status"] == "ok":
@@ -107,6 +115,12 @@ def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSetting
         gc.collect()
         if cfg.device == "cuda":
             torch.cuda.empty_cache()
+
+
+def _note(e):
+    """One line for the note column: the exception type and its message's first line (if any)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
 
 
 def _measure(backend, wl, cfg, settings, block_size, blocks, mode):
@@ -150,6 +164,8 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode):
     if mode == "decode" and backend.method != "flat" and prepared is not None and backend.ours:
         from kernels.indexers import prepare_pool_update
         st = prepared.state
-        upd = prepare_pool_update(wl.k, wl.k_scale, block_size, st["kbar"], st["kbar_scale"], wl.last_blocks)
+        # the newest key's block under this grid point's block size (the workload's may differ)
+        last_blocks = ((wl.ke - 1) // block_size).to(torch.int32)
+        upd = prepare_pool_update(wl.k, wl.k_scale, block_size, st["kbar"], st["kbar_scale"], last_blocks)
         out["pool_update_ms"] = time_call(upd, s, dev)[0]
     return out

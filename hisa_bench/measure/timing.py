@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+CPU_MAX_REPS = 50     # interpreter calls take 0.1-1 s: a cap keeps a large --rep-ms finite
+
 
 @dataclass
 class TimingSettings:
@@ -23,11 +25,17 @@ class TimingSettings:
     min_reps: int = 5
     cuda_graph: bool = False
 
-    def as_dict(self):
+    def as_dict(self, device: str = "cuda"):
+        """How time_call measures on `device`, for env.json and speed.json."""
+        if device != "cuda":
+            return {"method": "wall clock (time.perf_counter) around each call, Triton interpreter",
+                    "statistic": "median, p20, p80", "warmup_ms": None, "rep_ms": self.rep_ms,
+                    "min_reps": min(self.min_reps, 3), "max_reps": CPU_MAX_REPS,
+                    "compile": "excluded (one untimed call first)", "decode": "eager"}
         return {"method": "triton.testing.do_bench (CUDA events, L2 flushed before each call)",
                 "statistic": "median, p20, p80", "warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms,
                 "min_reps": self.min_reps, "compile": "excluded (one untimed call first)",
-                "decode": "CUDA graph replays" if self.cuda_graph else "eager"}
+                "decode": "CUDA graph replays (L2 flushed between replays)"}
 
 
 def _quantiles(samples):
@@ -42,7 +50,7 @@ def time_call(fn, settings: TimingSettings, device: str):
         fn()
         samples = []
         t_end = time.perf_counter() + settings.rep_ms / 1e3
-        while len(samples) < min(settings.min_reps, 3) or (time.perf_counter() < t_end and len(samples) < 50):
+        while len(samples) < min(settings.min_reps, 3) or (time.perf_counter() < t_end and len(samples) < CPU_MAX_REPS):
             t0 = time.perf_counter()
             fn()
             samples.append((time.perf_counter() - t0) * 1e3)

@@ -1,0 +1,296 @@
+"""`hisa-bench speed` on the CPU (Triton interpreter, tiny shapes): the run folder and its rows,
+output formats, user backends through the accuracy gate, and one-line errors for bad options."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from hisa_bench import cli
+
+REPO = Path(__file__).resolve().parent.parent
+# the smallest shapes that still run every stage: 4 queries, 2 heads, D = 16, top-32 of 128 keys
+TINY = ["--device", "cpu", "--lengths", "128", "--queries", "4", "--heads", "2", "--dim", "16", "--topk", "32",
+        "--block-size", "16", "--blocks", "2", "--rep-ms", "0", "--warmup-ms", "0"]
+HISA_STAGES = ("pool", "block_scores", "block_topk", "token_scores", "token_topk")
+TIMING = ("median_ms", "p20_ms", "p80_ms", "tflops", "flops", "speedup")
+
+USER_BACKENDS = '''
+import torch
+from hisa_bench import api
+
+
+def good(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return api.flat_select(q, k, w, ks, ke, k_scale, topk=topk, backend="reference")
+
+
+def good_hisa(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return api.hisa_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
+                           backend="reference")
+good_hisa.method = "hisa"
+
+
+def first_k(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return torch.arange(topk, dtype=torch.int32).repeat(q.shape[0], 1)
+
+
+def int64(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks).long()
+
+
+def short(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)[:, :-1]
+
+
+def raises(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    raise ValueError("deliberate failure in user code")
+
+
+def raises_bare(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    raise RuntimeError
+
+
+def raises_api_error(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return api.flat_select(q, k, w, ks, ke, k_scale, topk=0)
+'''
+USER_NAMES = ("good", "good_hisa", "first_k", "int64", "short", "raises", "raises_bare", "raises_api_error")
+
+
+def _subprocess(args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "hisa_bench.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def main_run(tmp_path_factory):
+    """One run with our three backends and the user backends, chunk and decode, stages on."""
+    tmp = tmp_path_factory.mktemp("speed")
+    (tmp / "user_backends.py").write_text(USER_BACKENDS)
+    user = [f"{tmp / 'user_backends.py'}:{n}" for n in USER_NAMES]
+    # the baseline is listed last on purpose: it must still run first at each shape point
+    backends = ",".join(["hisa", "block-sparse", *user[:5], "hisa", "flat", *user[5:]])
+    p = _subprocess(["speed", *TINY, "--mode", "chunk,decode", "--batch", "2", "--backend", backends, "--format", "json",
+                     "--out", str(tmp / "runs"), "--tag", "t"])
+    assert p.returncode == 0, p.stderr
+    return p, tmp / "runs", {n: u for n, u in zip(USER_NAMES, user)}
+
+
+def _rows(main_run, mode=None, backend=None):
+    rows = json.loads(main_run[0].stdout)["rows"]
+    return [r for r in rows if (mode is None or r["mode"] == mode) and (backend is None or r["backend"] == backend)]
+
+
+def test_json_stdout_is_one_object(main_run):
+    p, runs, _ = main_run
+    out = json.loads(p.stdout)                      # fails on anything besides one JSON document
+    assert set(out) >= {"config", "rows", "run"}
+    assert p.stdout.strip().count("\n") == 0
+    folder = Path(out["run"])
+    assert folder.parent == runs and folder.name.startswith("speed-") and folder.name.endswith("-t")
+    assert f"run folder: {folder}" in p.stderr
+
+
+def test_run_folder_files(main_run):
+    p, runs, _ = main_run
+    folder = Path(json.loads(p.stdout)["run"])
+    assert sorted(x.name for x in runs.iterdir()) == [folder.name]          # no .tmp-* left
+    assert sorted(x.name for x in folder.iterdir()) == ["env.json", "speed.csv", "speed.json"]
+    env = json.loads((folder / "env.json").read_text())
+    assert env["device"] == "cpu-interpreter" and env["gpu"] is None
+    assert env["kernels"].startswith("interpreted")
+    assert env["timing"]["method"].startswith("wall clock")                 # not do_bench on a CPU
+    assert "speed" in env["command"] and "--device cpu" in env["command"]
+    saved = json.loads((folder / "speed.json").read_text())
+    assert saved["rows"] == json.loads(p.stdout)["rows"]
+    assert saved["config"]["baseline"] == "flat" and saved["config"]["backends"][0] == "flat"
+    assert "not GPU timings" in saved["label"]
+    csv = pd.read_csv(folder / "speed.csv")
+    assert len(csv) == len(saved["rows"])
+    assert csv["backend"].tolist() == [r["backend"] for r in saved["rows"]]
+    assert csv["status"].tolist() == [r["status"] for r in saved["rows"]]
+    # whole numbers stay whole in the CSV even where flat leaves them empty
+    text = (folder / "speed.csv").read_text()
+    assert ",16.0," not in text and ",2.0," not in text
+
+
+def test_rows_of_our_backends(main_run):
+    rows = _rows(main_run)
+    ours = [r for r in rows if r["backend"] in ("flat", "hisa", "block-sparse")]
+    # each backend once per shape point, baseline first, although listed last and hisa twice
+    assert [(r["mode"], r["backend"]) for r in ours] == [
+        ("chunk", "flat"), ("chunk", "hisa"), ("chunk", "block-sparse"),
+        ("decode", "flat"), ("decode", "hisa"), ("decode", "block-sparse")]
+    assert rows[0]["backend"] == "flat" and rows[len(rows) // 2]["backend"] == "flat"
+    for r in ours:
+        assert r["status"] == "ok", r
+        assert r["device"] == "cpu-interpreter" and r["checked"] is True
+        assert 0 < r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
+        assert (r["heads"], r["dim"], r["topk"], r["length"]) == (2, 16, 32, 128)
+    for mode, queries, batch in (("chunk", 4, 1), ("decode", 2, 2)):
+        flat = _rows(main_run, mode, "flat")[0]
+        assert flat["speedup"] == 1.0 and flat["baseline"] == "flat"
+        assert (flat["queries"], flat["batch"]) == (queries, batch)
+        for name in ("hisa", "block-sparse"):
+            r = _rows(main_run, mode, name)[0]
+            assert r["speedup"] == pytest.approx(flat["median_ms"] / r["median_ms"])
+    # flat does every visible pair: chunk ke = 125..128, decode two sequences of 128 keys
+    assert _rows(main_run, "chunk", "flat")[0]["flops"] == (125 + 126 + 127 + 128) * 2 * 2 * 16
+    assert _rows(main_run, "decode", "flat")[0]["flops"] == 2 * 128 * 2 * 2 * 16
+    hisa = _rows(main_run, "chunk", "hisa")[0]
+    assert (hisa["block_size"], hisa["blocks"]) == (16, 2)
+    assert _rows(main_run, "chunk", "block-sparse")[0]["blocks"] == 32 // 16
+
+
+def test_stage_columns(main_run):
+    hisa = _rows(main_run, "chunk", "hisa")[0]
+    for s in HISA_STAGES:
+        assert hisa[f"stage_{s}_ms"] > 0
+    # stages are timed one by one, each a part of the whole call
+    assert max(hisa[f"stage_{s}_ms"] for s in HISA_STAGES) < hisa["p80_ms"] * 1.5
+    flat = _rows(main_run, "chunk", "flat")[0]
+    assert flat["stage_scores_ms"] > 0 and flat["stage_topk_ms"] > 0
+    assert all(flat.get(f"stage_{s}_ms") is None for s in HISA_STAGES)
+    dec = _rows(main_run, "decode", "hisa")[0]
+    assert dec["pool_update_ms"] > 0
+    assert dec.get("stage_pool_ms") is None        # decode keeps pooled keys up to date instead
+    assert _rows(main_run, "chunk", "hisa")[0].get("pool_update_ms") is None
+
+
+def test_user_backends(main_run):
+    _, _, user = main_run
+    for mode in ("chunk", "decode"):
+        good = _rows(main_run, mode, user["good"])[0]
+        assert good["status"] == "ok" and good["note"] == "" and good["median_ms"] > 0
+        assert good["speedup"] > 0
+        assert _rows(main_run, mode, user["good_hisa"])[0]["status"] == "ok"
+        for name, note in (("first_k", "query"), ("int64", "returned torch.int64"),
+                           ("short", "(4, 31)" if mode == "chunk" else "(2, 31)")):
+            r = _rows(main_run, mode, user[name])[0]
+            assert r["status"] == "failed-accuracy", r
+            assert note in r["note"]
+            assert all(r.get(c) is None for c in TIMING), r
+        for name, note in (("raises", "ValueError: deliberate failure in user code"),
+                           ("raises_bare", "RuntimeError"),
+                           ("raises_api_error", "HisaBenchError: topk must be at least 1, got 0")):
+            r = _rows(main_run, mode, user[name])[0]
+            assert r["status"] == "error" and r["note"] == note, r
+            assert all(r.get(c) is None for c in TIMING)
+
+
+def test_failed_rows_in_csv_have_empty_timing(main_run):
+    p, _, user = main_run
+    csv = pd.read_csv(Path(json.loads(p.stdout)["run"]) / "speed.csv")
+    bad = csv[csv["backend"] == user["first_k"]]
+    assert len(bad) == 2 and bad["median_ms"].isna().all() and bad["speedup"].isna().all()
+    assert csv[csv["status"] == "ok"]["median_ms"].notna().all()
+
+
+def test_csv_format_prints_only_csv(tmp_path):
+    p = _subprocess(["speed", *TINY, "--backend", "flat", "--no-stages", "--format", "csv", "--out", str(tmp_path)])
+    assert p.returncode == 0, p.stderr
+    folder = next(tmp_path.iterdir())
+    assert p.stdout == (folder / "speed.csv").read_text()
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("mode,length,batch,queries,backend,") and len(lines) == 2
+    assert pd.read_csv(folder / "speed.csv")["status"].tolist() == ["ok"]
+
+
+def test_table_format_labels_interpreter_timings(tmp_path, capfd):
+    code = _main([*TINY, "--backend", "flat", "--no-stages", "--no-check", "--out", str(tmp_path)])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert "NOT GPU timings" in out and "flat" in out and "ok" in out
+    assert "run folder:" in err and "run folder:" not in out
+
+
+# ---- bad input: one line on stderr, non-zero exit, nothing written ---------------------------
+
+def _main(argv):
+    try:
+        cli.main(["speed", *argv])
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+BAD = [
+    (["--lengths", "12q"], "length '12q'"),
+    (["--mode", "foo"], "--mode"),
+    (["--mode", ","], "--mode"),
+    (["--dtype", "int4"], "--dtype"),
+    (["--format", "xml"], "--format"),
+    (["--heads", "0"], "--heads must be 1..128, got 0"),
+    (["--heads", "129"], "--heads must be 1..128, got 129"),
+    (["--dim", "20"], "--dim must be a multiple of 16"),
+    (["--dim", "0"], "--dim must be a multiple of 16"),
+    (["--queries", "-3"], "--queries must be at least 1"),
+    (["--queries", "0"], "--queries must be at least 1"),
+    (["--topk", "0"], "--topk must be at least 1"),
+    (["--block-size", "48"], "--block-size must be a power of two"),
+    (["--blocks", "1"], "--blocks must be at least 2"),
+    (["--blocks", "4", "--block-size", "32", "--topk", "512"], "4 x 32 = 128 < 512"),
+    (["--topk", "16", "--block-size", "16", "--blocks", "2"], "block-sparse"),
+    (["--batch", "0"], "--batch"),
+    (["--batch", "2,x"], "--batch"),
+    (["--rep-ms", "-1"], "--rep-ms"),
+    (["--warmup-ms", "nan"], "--warmup-ms"),
+    (["--backend", "nosuch"], "backend 'nosuch'"),
+    (["--backend", "/nonexistent.py:f"], "no such file /nonexistent.py"),
+    (["--backend", "os:nosuchfunction"], "has no callable"),
+    (["--tag", "../up"], "--tag"),
+    (["--heads", "abc"], "'--heads'"),          # click's own parse error, also on one line
+    (["--nosuchoption"], "--nosuchoption"),
+    (["--lengths", "16385"], "lengths up to 16384"),
+    (["--lengths", "32k"], "lengths up to 16384"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input(tmp_path, capfd, args, message):
+    out_dir = tmp_path / "runs"
+    code = _main(["--device", "cpu", "--lengths", "128", "--out", str(out_dir), "--format", "json", *args])
+    out, err = capfd.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("hisa-bench: error: "), err
+    assert message in err
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_bad_input_through_the_entry_point(tmp_path):
+    p = _subprocess(["speed", "--device", "cpu", "--lengths", "12q", "--out", str(tmp_path / "runs")])
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.splitlines() == [p.stderr.strip()] and p.stderr.startswith("hisa-bench: error: length '12q'")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cuda_without_gpu(tmp_path, capfd):
+    code = _main(["--device", "cuda", "--out", str(tmp_path / "runs")])
+    out, err = capfd.readouterr()
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and err.startswith("hisa-bench: error: no CUDA GPU")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args,message", [(["--mode", "foo"], "--mode"), (["--tag", "a/b"], "--tag"),
+                                          (["--backend", "/nonexistent.py:f"], "no such file")])
+def test_option_errors_come_before_the_gpu_check(tmp_path, capfd, args, message):
+    code = _main(["--device", "cuda", *args, "--out", str(tmp_path / "runs")])
+    assert code == 2 and message in capfd.readouterr().err
+
+
+def test_help_text(capfd):
+    code = _main(["--help"])
+    out, _ = capfd.readouterr()
+    assert code == 0
+    text = " ".join(out.split())
+    for opt in ("--lengths", "--mode", "--queries", "--batch", "--heads", "--dim", "--topk", "--block-size",
+                "--blocks", "--dtype", "--backend", "--format", "--out", "--device", "--rep-ms", "--stages"):
+        assert opt in text
+    assert "bf16 or fp16" in text and "file.py:function" in text and "CPU" in text
