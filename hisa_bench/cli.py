@@ -40,9 +40,23 @@ def fail(message: str, code: int = 2):
     raise SystemExit(code)
 
 
+def _click():
+    try:   # newer typer vendors its own click
+        from typer import _click as click_module
+    except ImportError:
+        import click as click_module
+    return click_module
+
+
 def main(argv=None):
+    click = _click()
     try:
-        app(args=argv, standalone_mode=True)
+        rv = app(args=argv, standalone_mode=False)
+    except click.exceptions.UsageError as e:   # unknown option, bad value: one line, not a panel
+        if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:
+            print(e.ctx.get_help())
+            raise SystemExit(0)
+        fail(e.format_message().replace("\n", " "), 2)
     except HisaBenchError as e:
         fail(str(e), e.exit_code)
     except KeyboardInterrupt:
@@ -53,6 +67,7 @@ def main(argv=None):
         if type(e).__name__ == "OutOfMemoryError":
             fail("out of GPU memory: try shorter lengths, fewer queries or a smaller batch", 4)
         raise
+    raise SystemExit(rv if isinstance(rv, int) else 0)   # as click's standalone mode does
 
 
 if __name__ == "__main__":
