@@ -150,8 +150,8 @@ def test_stage_columns(main_run):
     hisa = _rows(main_run, "chunk", "hisa")[0]
     for s in HISA_STAGES:
         assert hisa[f"stage_{s}_ms"] > 0
-    # stages are timed one by one, each a part of the whole call
-    assert max(hisa[f"stage_{s}_ms"] for s in HISA_STAGES) < hisa["p80_ms"] * 1.5
+    # stages are timed one by one, each a part of the whole call (loose: 3 samples on a busy CPU)
+    assert max(hisa[f"stage_{s}_ms"] for s in HISA_STAGES) < hisa["median_ms"] * 2
     flat = _rows(main_run, "chunk", "flat")[0]
     assert flat["stage_scores_ms"] > 0 and flat["stage_topk_ms"] > 0
     assert all(flat.get(f"stage_{s}_ms") is None for s in HISA_STAGES)
@@ -191,13 +191,19 @@ def test_failed_rows_in_csv_have_empty_timing(main_run):
 
 
 def test_csv_format_prints_only_csv(tmp_path):
-    p = _subprocess(["speed", *TINY, "--backend", "flat", "--no-stages", "--format", "csv", "--out", str(tmp_path)])
+    """Also the prefill workload: all 16 queries of a 16-token sequence, in query chunks of 8."""
+    p = _subprocess(["speed", "--device", "cpu", "--mode", "prefill", "--lengths", "16", "--queries", "8",
+                     "--heads", "2", "--dim", "16", "--topk", "16", "--block-size", "16", "--blocks", "2",
+                     "--rep-ms", "0", "--backend", "flat", "--no-stages", "--format", "csv", "--out", str(tmp_path)])
     assert p.returncode == 0, p.stderr
     folder = next(tmp_path.iterdir())
     assert p.stdout == (folder / "speed.csv").read_text()
     lines = p.stdout.splitlines()
     assert lines[0].startswith("mode,length,batch,queries,backend,") and len(lines) == 2
-    assert pd.read_csv(folder / "speed.csv")["status"].tolist() == ["ok"]
+    row = pd.read_csv(folder / "speed.csv").iloc[0]
+    assert (row["status"], row["mode"], row["queries"], row["speedup"]) == ("ok", "prefill", 16, 1.0)
+    assert row["flops"] == (16 * 17 // 2) * 2 * 2 * 16            # every causal pair, once
+    assert not any(c.startswith("stage_") for c in lines[0].split(","))   # --no-stages
 
 
 def test_table_format_labels_interpreter_timings(tmp_path, capfd):

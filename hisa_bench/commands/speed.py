@@ -32,8 +32,8 @@ def _ints(text: str, what: str) -> list[int]:
 def register(app: typer.Typer):
     @app.command("speed")
     def speed(
-        lengths: Optional[str] = typer.Option(None, help="Context lengths: 8k,32k,128k (k = 1024, m = 1024^2). "
-                                              "Default 8k,32k,128k on a GPU, 512,1k on the CPU."),
+        lengths: Optional[str] = typer.Option(None, help="Context lengths, comma list (k = 1024, m = 1024^2). "
+                                              "Default 8k,32k,128k (CPU: 512,1k; at most 16k)."),
         mode: str = typer.Option("chunk", help="chunk (M queries at the tail), prefill (whole causal sequence), "
                                  "decode (a batch of single queries); comma list for several."),
         queries: Optional[int] = typer.Option(None, help="Queries per timed call: chunk mode's M, prefill's query "
@@ -48,21 +48,25 @@ def register(app: typer.Typer):
         blocks: Optional[str] = typer.Option(None, help="HISA blocks kept m (m x B >= top-k); comma list for a grid. "
                                              "Default 64 (CPU: 4)."),
         dtype: str = typer.Option("fp8", help="fp8 (e4m3 with a scale per key), bf16 or fp16."),
-        backend: str = typer.Option("flat,hisa,block-sparse", help="Backends: flat (baseline), hisa, block-sparse, "
-                                    "flat-torch, or your own as module:function or file.py:function."),
+        backend: str = typer.Option("flat,hisa,block-sparse", help="Backends: flat (the baseline, always run), hisa, "
+                                    "block-sparse, flat-torch, or your own as module:function or file.py:function "
+                                    "taking (q, k, w, ks, ke, k_scale, *, topk, block_size, blocks) and returning "
+                                    "int32 [T, topk] positions (docs: hisa_bench/backends.py)."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
         out: Path = typer.Option(Path("reports/runs"), help="Parent folder of the run folder."),
         device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter."),
         seed: int = typer.Option(0, help="Seed of the synthetic inputs."),
-        warmup_ms: float = typer.Option(25.0, help="Warm-up per measurement (ms)."),
+        warmup_ms: float = typer.Option(25.0, help="Warm-up per measurement (ms; GPU only)."),
         rep_ms: float = typer.Option(200.0, help="Time spent on timed repetitions per measurement (ms)."),
         check: bool = typer.Option(True, help="Accuracy gate before timing (tie-aware, on sampled queries)."),
         stages: bool = typer.Option(True, help="Also time each stage (HISA: pool, block scores, block top-k, "
                                     "token scores, token top-k)."),
-        tag: Optional[str] = typer.Option(None, help="Suffix of the run folder name."),
+        tag: Optional[str] = typer.Option(None, help="Suffix of the run folder name (letters, digits, . _ -)."),
     ):
         """Time flat, HISA and block-sparse selection (and your backends) across context lengths, after
-        checking each one's accuracy. Writes a run folder with speed.csv, speed.json and env.json."""
+        checking each one's accuracy. Writes a run folder with speed.csv, speed.json and env.json.
+
+        Without a GPU, --device cpu runs tiny shapes through the Triton interpreter (not GPU timings)."""
         if fmt not in ("table", "json", "csv"):
             raise HisaBenchError(f"--format must be table, json or csv, got {fmt!r}")
         if device not in ("cuda", "cpu"):
