@@ -38,6 +38,13 @@ class Prepared:
     state: dict = field(default_factory=dict)
 
 
+def _dense(q, k, w, ks, ke, k_scale):
+    """The kernels index the last dimension with stride 1: hand them dense tensors (no copy when
+    they already are)."""
+    return (q.contiguous(), k.contiguous(), w.contiguous(), ks.contiguous(), ke.contiguous(),
+            None if k_scale is None else k_scale.contiguous())
+
+
 def _chunks(T: int, query_chunk: int | None):
     c = T if not query_chunk else max(1, int(query_chunk))
     return [(t0, min(T, t0 + c)) for t0 in range(0, T, c)] or [(0, 0)]
@@ -79,6 +86,7 @@ def _per_chunk(stage_builder, chunks):
 
 def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, score_config=None,
                  topk_cfg=None, out=None):
+    q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     chunks = _chunks(T, query_chunk)
     plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8) for a, b in chunks]
@@ -151,6 +159,7 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
 
 def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",
                  query_chunk=None, include_pooling=True, score_config=None):
+    q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     B, m = block_size, blocks
     all_chunks = _chunks(T, query_chunk)
@@ -207,6 +216,7 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
 
 def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",
                          query_chunk=None, include_pooling=True, score_config=None):
+    q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     B = block_size
     m1 = max(topk // B, 1)
