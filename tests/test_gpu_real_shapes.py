@@ -10,27 +10,16 @@ pytestmark = gpu_only
 H, D, K, B = 64, 128, 2048, 128
 
 
-def _chunk(L, M=256, dtype="fp8", seed=0):
-    from hisa_bench import api
+def _chunk(L, M=256, dtype="fp8"):
+    from kernels.tuning import chunk_inputs   # the same inputs the tuning sweep checks
 
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    q = torch.randn(M, H, D, device="cuda", generator=g)
-    k = torch.randn(L, D, device="cuda", generator=g)
-    w = torch.randn(M, H, device="cuda", generator=g) / H
-    ks = torch.zeros(M, dtype=torch.int32, device="cuda")
-    ke = (L - M + 1 + torch.arange(M, device="cuda")).to(torch.int32)
-    if dtype == "fp8":
-        q, k, w, ksc = api.quantize_fp8(q, k, w)
-    else:
-        q, k, ksc = q.to(torch.bfloat16), k.to(torch.bfloat16), None
-    return q, k, w.contiguous(), ks, ke, ksc
+    return chunk_inputs(L, Mq=M, dtype=dtype)
 
 
-def _ref_rows(q, k, w, ks, ke, ksc, rows):
-    kf = k.float() * (ksc[:, None] if ksc is not None else 1)
-    out = [((q[t].float() @ kf[ks[t]:ke[t]].T).clamp_min(0) * w[t][:, None]).sum(0) for t in rows]
-    width = max(x.numel() for x in out)
-    return torch.stack([torch.nn.functional.pad(x, (0, width - x.numel()), value=float("-inf")) for x in out])
+def _ref_rows(*args):
+    from kernels.tuning import ref_scores_rows
+
+    return ref_scores_rows(*args)
 
 
 @pytest.mark.parametrize("L", [32768, 131072])
