@@ -300,3 +300,15 @@ def test_help_text(capfd):
                 "--blocks", "--dtype", "--backend", "--format", "--out", "--device", "--rep-ms", "--stages"):
         assert opt in text
     assert "bf16 or fp16" in text and "file.py:function" in text and "CPU" in text
+
+
+def test_decode_where_every_query_is_trivial(tmp_path):
+    # m*B covers the whole context: HISA runs the flat pipeline and has no pooled state to update
+    proc = _subprocess(["speed", "--device", "cpu", "--mode", "decode", "--lengths", "256", "--batch", "2",
+                        "--block-size", "32", "--blocks", "8", "--topk", "64", "--rep-ms", "1", "--no-stages",
+                        "--format", "json", "--out", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    hisa = [r for r in rows if r["backend"] == "hisa"][0]
+    assert hisa.get("pool_update_ms") is None

@@ -161,7 +161,8 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode):
     if cfg.stages and prepared is not None and len(prepared.stages) > 1:
         for name, fn in prepared.stages.items():
             out[f"stage_{name}_ms"] = time_call(fn, s, dev)[0]
-    if mode == "decode" and backend.method != "flat" and prepared is not None and backend.ours:
+    if mode == "decode" and backend.method != "flat" and prepared is not None and backend.ours \
+            and prepared.state.get("kbar") is not None:   # None: every query trivial, no pooled state
         from kernels.indexers import prepare_pool_update
         st = prepared.state
         # the newest key's block under this grid point's block size (the workload's may differ)
