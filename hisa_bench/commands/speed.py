@@ -218,7 +218,9 @@ def _print_table(rows, interp):
                   f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}" if ok else "-",
                   f"{r['tflops']:.0f}" if ok else "-", f"{r.get('speedup', float('nan')):.2f}x" if ok else "-",
                   stages, r["status"] + (f" ({r['note']})" if r.get("note") else ""))
-    Console().print(t)
+    # piped output has no terminal width: keep every column readable rather than 80 wide
+    console = Console() if sys.stdout.isatty() else Console(width=180)
+    console.print(t)
 
 
 def _fmt_len(n):
