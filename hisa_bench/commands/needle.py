@@ -66,7 +66,7 @@ def register(app: typer.Typer):
         import time
 
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from ..progress import progress_bar
 
         from ..environment import stamp
         from ..errors import HisaBenchError
@@ -83,8 +83,7 @@ def register(app: typer.Typer):
         dev = resolve_device(device)
         total = len(cfg.lengths) * len(cfg.depths)
         start = time.perf_counter()
-        with Progress(TextColumn("needle"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True) as progress:
+        with progress_bar("needle") as progress:
             task = progress.add_task("needle", total=total)
             df = run_needle(cfg, dev, advance=lambda n: progress.advance(task, n))
         elapsed = time.perf_counter() - start

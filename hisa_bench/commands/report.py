@@ -22,14 +22,11 @@ def register(app: typer.Typer):
         """Draw reports/report.pdf and one PNG per page from saved result folders. Reads files only:
         never times, never needs a GPU."""
         # Imported here: `hisa-bench --help` and the other commands must not pay for matplotlib.
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn
+        from ..progress import progress_bar
 
         from ..report import build_report
 
-        console = Console(stderr=True)
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      console=console, transient=True) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("drawing report pages", total=None)
             result = build_report(
                 run_dirs or (), runs_dir=runs, out_dir=out,

@@ -140,7 +140,7 @@ def _validate(cfg, backend_names):
 
 def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from ..progress import progress_bar
 
     from ..environment import stamp
     from ..measure.speed import count_points, run_sweep
@@ -156,8 +156,7 @@ def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
         err.print("measuring the GPU's matmul and copy ceilings ...")
         ceilings = measure_ceilings()
     with RunFolder(out, "speed", tag) as run:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("speed", total=count_points(cfg, backends))
             for row in run_sweep(cfg, backends, settings,
                                  progress=lambda d: bar.update(task, description=d)):

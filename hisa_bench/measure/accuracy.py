@@ -61,7 +61,6 @@ def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None):
             problems.append(f"query {t}: {used.numel()} blocks used, at most {m} allowed")
         nb = b_hi - b_lo
         pos = torch.arange(b_lo * B, b_hi * B, device=kf.device).clamp(max=kf.shape[0] - 1)
-        counts = torch.bincount(torch.arange(nb * B, device=kf.device) // B, minlength=nb).float()
         real = torch.arange(b_lo * B, b_hi * B, device=kf.device) < kf.shape[0]
         sums = (kf[pos] * real[:, None]).view(nb, B, -1).sum(1)
         kbar = sums / real.view(nb, B).sum(1).clamp_min(1)[:, None].float()

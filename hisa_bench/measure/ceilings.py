@@ -22,11 +22,11 @@ def measure_ceilings(n: int = 8192, copy_bytes: int = 2 << 30) -> dict:
         out["fp8_matmul_tflops"] = 2 * n ** 3 / ms / 1e9
     except (RuntimeError, AttributeError):  # no fp8 matmul on this GPU / torch
         pass
-    del a, b
+    a = b = None      # free the operands before the copy test
     x = torch.empty(copy_bytes // 4, dtype=torch.float32, device="cuda").normal_()
     y = torch.empty_like(x)
     ms = triton.testing.do_bench(lambda: y.copy_(x), warmup=25, rep=200)
     out["copy_gbps"] = 2 * copy_bytes / ms / 1e6
-    del x, y
+    x = y = None
     torch.cuda.empty_cache()
     return out

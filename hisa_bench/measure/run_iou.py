@@ -13,11 +13,9 @@ from .fidelity import PER_QUERY_COLUMNS, layers_frame, make_grid, measure_layer,
 
 
 def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from ..progress import progress_bar
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
+    return progress_bar()
 
 
 def run_iou(*, dump_path, topk, block_sizes, blocks, methods, poolings, layer_names, tie, device,
