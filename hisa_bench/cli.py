@@ -26,7 +26,7 @@ def _root():
 
 
 # Order here is the order in --help.
-COMMANDS = ["demo", "speed", "iou", "generate", "needle", "capture", "report", "env"]
+COMMANDS = ["demo", "speed", "iou", "generate", "needle", "capture", "quality", "report", "env"]
 for _name in COMMANDS:
     try:
         importlib.import_module(f"hisa_bench.commands.{_name}").register(app)

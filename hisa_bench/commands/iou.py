@@ -88,6 +88,9 @@ def register(app: typer.Typer):
                                      help="Among equal scores: low (lower position wins, the default) or recent "
                                           "(higher position wins), for blocks and tokens alike."),
         tag: str = typer.Option(None, "--tag", help="Suffix of the run folder name."),
+        stage1: str = typer.Option("relu", "--stage1",
+                                   help="Stage-1 block rule(s), comma list: relu (paper), raw, relu-tiebreak, "
+                                        "erelu, ucb (docs/fidelity.md); other rules show as hisa/<rule>."),
     ):
         """Fidelity of HISA and block-sparse against flat on a dump: IoU, recall, score and top-r recall.
 
@@ -106,13 +109,15 @@ def register(app: typer.Typer):
         from ..measure.fidelity import ENGINES
         if engine not in ENGINES:   # before the dump is read
             raise HisaBenchError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+        from ..measure.stage1 import STAGE1
+        stage1_rules = name_list(stage1, "--stage1", STAGE1)
         dev = resolve_device(device)
         obj, results, folder = run_iou(
             dump_path=dump, topk=topk,
             block_sizes=int_list(block_size, "--block-size"), blocks=int_list(blocks, "--blocks"),
             methods=name_list(method, "--method", METHODS), poolings=name_list(pooling, "--pooling", POOLINGS),
             layer_names=name_list(layers, "--layers") if layers else None,
-            tie=tie_rule, device=dev, out_dir=out, tag=tag, engine=engine)
+            tie=tie_rule, device=dev, out_dir=out, tag=tag, engine=engine, stage1=stage1_rules)
         if fmt == "json":
             sys.stdout.write(json.dumps(obj, indent=1) + "\n")
         elif fmt == "csv":

@@ -27,8 +27,9 @@ import pandas as pd
 import torch
 
 from ..errors import HisaBenchError
-from .pooling import BlockScorer, check_pooling, kept_blocks
+from .pooling import check_pooling, kept_blocks
 from .select import TIE_RULES, first_n_mask, topk_mask
+from .stage1 import DEFAULT_STAGE1, Stage1Scorer, check_stage1, select_masks, split_label
 
 METHODS = ("hisa", "block-sparse")
 TOP_R = (1, 16, 128)
@@ -182,6 +183,8 @@ def measure_layer(layer: dict, points, *, topk: int, methods, tie: str = "low", 
             raise HisaBenchError(f"--engine kernels takes pooling mean or max, got {', '.join(bad)}")
         if tie != "low":
             raise HisaBenchError("--engine kernels breaks ties towards lower positions: use --tie-rule low")
+        if any(split_label(m)[1] != DEFAULT_STAGE1 for m in methods):
+            raise HisaBenchError("--engine kernels has the paper's stage 1 only: use --stage1 relu")
     if tie not in TIE_RULES:
         raise HisaBenchError(f"--tie-rule: expected one of {', '.join(TIE_RULES)}, got {tie!r}")
     ks_all, ke_all = (t.to(device) for t in query_ranges(layer))
@@ -190,7 +193,13 @@ def measure_layer(layer: dict, points, *, topk: int, methods, tie: str = "low", 
     w = layer["w"].to(device)
     k_scale = layer["k_scale"].to(device) if "k_scale" in layer else None
     k64 = _keys64(layer, device)
-    scorer = BlockScorer(k64)
+    for label in methods:
+        kind, rule = split_label(label)
+        if kind not in METHODS:
+            raise HisaBenchError(f"method {label!r}: expected one of {', '.join(METHODS)}")
+        for p in points:
+            check_stage1(rule, p.pooling)
+    scorer = Stage1Scorer(k64)
     frames = []
     for t0, t1 in _chunks(ks_all.cpu(), ke_all.cpu(), budget_bytes):
         ks, ke = ks_all[t0:t1], ke_all[t0:t1]
@@ -220,8 +229,13 @@ def measure_layer(layer: dict, points, *, topk: int, methods, tie: str = "low", 
                 "tied_flat": tied_flat.cpu().numpy(), "tied_block": tied_block.cpu().numpy(),
             }
             for method in methods:
+                kind, rule = split_label(method)
                 if engine == "kernels":
                     S = kernel_sel[(p, method)]
+                elif rule != DEFAULT_STAGE1:   # another stage-1 rule (measure/stage1.py)
+                    S = select_masks(flat, valid, ks, ke, scorer, q64, w64, topk=topk, block_size=B,
+                                     blocks=p.blocks, pooling=p.pooling, stage1=rule, tie=tie,
+                                     block_sparse=(kind == "block-sparse"))[0]
                 elif method == "hisa":
                     cand = torch.gather(kept, 1, blk) & valid
                     S = topk_mask(flat, cand, topk, tie)[0]

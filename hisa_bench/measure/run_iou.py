@@ -19,9 +19,16 @@ def _progress():
 
 
 def run_iou(*, dump_path, topk, block_sizes, blocks, methods, poolings, layer_names, tie, device,
-            out_dir, tag=None, show_progress=True, engine="reference"):
-    """Returns (json object, list of per-point results, run folder path)."""
+            out_dir, tag=None, show_progress=True, engine="reference", stage1=("relu",)):
+    """Returns (json object, list of per-point results, run folder path). Each method is measured
+    under each stage-1 rule; a rule other than the paper's names the method 'hisa/<rule>'."""
+    from .stage1 import check_stage1, method_label
+
     points, skipped = make_grid(topk, block_sizes, blocks, poolings)
+    for rule in stage1:
+        for p in points:
+            check_stage1(rule, p.pooling)
+    methods = [method_label(m, rule) for m in methods for rule in stage1]
     for p in skipped:
         print(f"hisa-bench: note: skipping B={p.block_size} m={p.blocks} ({p.pooling}): "
               f"m x B < top-k {topk}", file=sys.stderr)
@@ -36,7 +43,7 @@ def run_iou(*, dump_path, topk, block_sizes, blocks, methods, poolings, layer_na
     meta = dump["meta"]
     config = {
         "dump": str(dump_path), "source": meta.get("source"), "model": meta.get("model"),
-        "topk": topk, "methods": list(methods), "layers": names, "tie_rule": tie, "device": device.type,
+        "topk": topk, "methods": list(methods), "stage1": list(stage1), "layers": names, "tie_rule": tie, "device": device.type,
         "engine": engine,
         "trivial_rule": "visible <= blocks * block_size (excluded from aggregates)",
     }
