@@ -115,19 +115,27 @@ def register(app: typer.Typer):
                   "attn_rel_err": "||a - a_dense|| / ||a_dense|| per layer, dense attention on the same inputs",
                   "trivial_rule": "IoU over queries that see more than m*B keys (k for flat)"}
         obj = {"config": config, "model": res.model, "rows": res.rows}
+
+        def frame(rows, columns):   # grid columns stay integers where a method has no B or m
+            df = pd.DataFrame(rows, columns=columns)
+            for col in ("topk", "block_size", "blocks", "layer", "pos_from", "pos_to", "tokens"):
+                if col in df.columns:
+                    df[col] = df[col].astype("Int64")
+            return df
+
         with RunFolder(out, "quality", tag) as run:
             run.json("quality.json", obj)
-            run.csv("quality.csv", pd.DataFrame(res.rows, columns=ROW_COLUMNS))
-            run.csv("layers.csv", pd.DataFrame(res.layers, columns=LAYER_COLUMNS))
-            run.csv("positions.csv", pd.DataFrame(res.positions, columns=POSITION_COLUMNS))
+            run.csv("quality.csv", frame(res.rows, ROW_COLUMNS))
+            run.csv("layers.csv", frame(res.layers, LAYER_COLUMNS))
+            run.csv("positions.csv", frame(res.positions, POSITION_COLUMNS))
             if per_layer:
-                run.csv("layer_ppl.csv", pd.DataFrame(res.layer_ppl, columns=LAYER_PPL_COLUMNS))
+                run.csv("layer_ppl.csv", frame(res.layer_ppl, LAYER_PPL_COLUMNS))
             run.json("env.json", stamp(device=dev.type, timing=res.timing))
             folder = run.commit()
         if fmt == "json":
             sys.stdout.write(json.dumps(obj, indent=1) + "\n")
         elif fmt == "csv":
-            sys.stdout.write(pd.DataFrame(res.rows, columns=ROW_COLUMNS).to_csv(index=False))
+            sys.stdout.write(frame(res.rows, ROW_COLUMNS).to_csv(index=False))
         else:
             from .iou import table_console
             print_table(res.rows, res.model, table_console())

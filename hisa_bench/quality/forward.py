@@ -39,14 +39,23 @@ def masked_attention(q, k, v, masks: list[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def forward(model: LlamaModel, ids: torch.Tensor, attend: Attend | None = None,
-            on_layer: Callable[[int], None] | None = None) -> torch.Tensor:
-    """Final-norm hidden states [T, dim] of one sequence, with attend() deciding each layer's attention."""
+            on_layer: Callable[[int], None] | None = None, start: int = 0, x_start: torch.Tensor | None = None,
+            keep_inputs: list | None = None) -> torch.Tensor:
+    """Final-norm hidden states [T, dim] of one sequence, with attend() deciding each layer's attention.
+
+    start/x_start resume at layer `start` from its input residual stream (layers before a sparse layer
+    give what the dense forward gave, so a one-layer run need not redo them); keep_inputs, when a
+    list, receives every layer's input residual stream."""
     c = model.cfg
     ids = ids.to(model.device)
     n = ids.shape[0]
-    x = model.embed[ids]
+    x = model.embed[ids] if x_start is None else x_start
     cos, sin = rope_tables(n, c.head_dim, c.rope_theta, model.device)
     for i, L in enumerate(model.layers):
+        if i < start:
+            continue
+        if keep_inputs is not None:
+            keep_inputs.append(x)
         h = rms_norm(x, L.attn_norm, c.eps)
         q = apply_rope((h @ L.wq.T).view(n, c.n_heads, c.head_dim), cos, sin)
         k = apply_rope((h @ L.wk.T).view(n, c.n_kv_heads, c.head_dim), cos, sin)

@@ -119,14 +119,18 @@ def run_quality(*, text_path, context: int, points: list, layers, device: torch.
         step("forward", done[0], total)
 
     x = ids.to(device)
-    own = model.next_token_nll(forward(model, x, None, tick), x)
+    inputs = []          # the dense forward's input to every layer, where one-layer runs resume
+    own = model.next_token_nll(forward(model, x, None, tick, keep_inputs=inputs), x)
     info["perplexity_model"] = _ppl(own)
     info["predicted_tokens"] = int(own.numel())
 
     def run_point(point, at_layers):
         probe = _LayerProbe(point, at_layers, model.cfg.group_size, budget_bytes)
-        nll = model.next_token_nll(forward(model, x, probe, tick), x)
-        return nll, probe.stats
+        start = min(at_layers) if at_layers else 0
+        for _ in range(start):   # the skipped layers count as done
+            tick(None)
+        hidden = forward(model, x, probe, tick, start=start, x_start=inputs[start] if start else None)
+        return model.next_token_nll(hidden, x), probe.stats
 
     rows, layer_rows, pos_rows, layer_ppl = [], [], [], []
     dense_nll, flat_ppl = None, {}
