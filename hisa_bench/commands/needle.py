@@ -59,6 +59,8 @@ def register(app: typer.Typer):
         fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
         out: str = typer.Option("reports/runs", "--out", help="Parent folder of the run folder."),
         tag: str = typer.Option(None, "--tag", help="Suffix of the run folder name."),
+        stage1: str = typer.Option("relu", "--stage1", help="Stage-1 block rule(s), comma list: relu (paper), raw, "
+                                   "relu-tiebreak, erelu, ucb, centroids2, centroids4, oracle; others show as hisa/<rule>."),
     ):
         """Plant one needle key at depth x length in random keys; check which selections keep it.
 
@@ -72,14 +74,16 @@ def register(app: typer.Typer):
         from ..errors import HisaBenchError
         from ..lengths import parse_lengths
         from ..measure.needle import NeedleConfig, config_dict, run_needle
-        from ..measure.options import resolve_device
+        from ..measure.options import name_list, resolve_device
+        from ..measure.stage1 import STAGE1
         from ..results import RunFolder
 
         if fmt not in FORMATS:
             raise HisaBenchError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
         cfg = NeedleConfig(lengths=parse_lengths(lengths), depths=_float_list(depths, "--depths"), trials=trials,
                            heads=heads, dim=dim, topk=topk, block_size=block_size, blocks=blocks, pooling=pooling,
-                           strength=strength, adversarial=adversarial, dtype=dtype, seed=seed).check()
+                           strength=strength, adversarial=adversarial, dtype=dtype, seed=seed,
+                           stage1=name_list(stage1, "--stage1", STAGE1)).check()
         dev = resolve_device(device)
         total = len(cfg.lengths) * len(cfg.depths)
         start = time.perf_counter()

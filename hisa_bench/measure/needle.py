@@ -40,6 +40,13 @@ class NeedleConfig:
     adversarial: bool = False
     dtype: str = "bfloat16"
     seed: int = 0
+    stage1: list = field(default_factory=lambda: ["relu"])   # stage-1 rules (measure/stage1.py)
+
+    def methods(self) -> list:
+        """flat, then HISA and block-sparse under each stage-1 rule ('hisa/raw', ...)."""
+        from .stage1 import method_label
+
+        return ["flat"] + [method_label(m, r) for m in ("hisa", "block-sparse") for r in self.stage1]
 
     def check(self):
         if self.trials < 1:
@@ -66,6 +73,10 @@ class NeedleConfig:
                                  f"--blocks: expected at least 2, got {self.blocks}")
         if self.pooling not in api.POOLINGS:
             raise HisaBenchError(f"--pooling: expected one of {', '.join(api.POOLINGS)}, got {self.pooling!r}")
+        from .stage1 import check_stage1
+
+        for rule in self.stage1:
+            check_stage1(rule, self.pooling)
         return self
 
 
@@ -114,6 +125,16 @@ def run_case(cfg: NeedleConfig, length: int, depth: float, trial: int, device, b
         "block-sparse": api.block_sparse_select(qd, kd, wd, ks, ke, topk=cfg.topk, block_size=cfg.block_size,
                                                 pooling=cfg.pooling, backend=backend),
     }
+    from .stage1 import DEFAULT_STAGE1, select_positions
+
+    for rule in cfg.stage1:
+        if rule == DEFAULT_STAGE1:
+            continue
+        # other stage-1 rules: the float64 torch selection on any device (no kernel has them)
+        for method in ("hisa", "block-sparse"):
+            sels[f"{method}/{rule}"] = select_positions(qd, kd, wd, ks, ke, topk=cfg.topk, block_size=cfg.block_size,
+                                                        blocks=cfg.blocks, pooling=cfg.pooling, stage1=rule,
+                                                        block_sparse=(method == "block-sparse"))
     out = {}
     for method, sel in sels.items():
         chosen = sel[0].long()
@@ -134,7 +155,7 @@ def run_needle(cfg: NeedleConfig, device, advance=None) -> pd.DataFrame:
     for length in cfg.lengths:
         for depth in cfg.depths:
             results = [run_case(cfg, length, depth, t, device, backend) for t in range(cfg.trials)]
-            for method in METHODS:
+            for method in cfg.methods():
                 kept = [r[method][0] for r in results]
                 ranks = [r[method][1] for r in results]
                 rows.append({"method": method, "length": length, "depth": depth, "kept": int(all(kept)),
