@@ -69,10 +69,18 @@ def build_report(run_dirs=(), runs_dir="reports/runs", out_dir="reports", on_pag
     from .output import write_pages
     from .style import report_style
 
-    paths = [Path(p) for p in run_dirs] if run_dirs else latest_runs(runs_dir)
+    from .quality_figures import quality_pages, split_dirs
+
+    quality_dirs, run_dirs = split_dirs(run_dirs or ())   # quality-* folders have their own pages
+    paths = [Path(p) for p in run_dirs] if (run_dirs or quality_dirs) else latest_runs(runs_dir)
     runs = load_runs(paths)
     with report_style():
         pages, notes = make_pages(runs)
+        extra, why = quality_pages(runs_dir, quality_dirs, [r.path for r in runs.values() if r.kind == "iou"]
+                                   if quality_dirs else ())
+        at = next((i for i, (name, _) in enumerate(pages) if name.startswith("environment")), len(pages))
+        pages[at:at] = extra
+        notes += why
         if on_total:
             on_total(len(pages))
         pdf, pngs = write_pages(pages, out_dir, on_page)
