@@ -198,3 +198,20 @@ def test_cli_json_csv_and_run_folder(capsys, tmp_path):
                               "--out", str(tmp_path / "x")], capsys)
     assert code != 0 and "layer 30" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+@needs_model
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the quality run on the device")
+def test_quality_on_gpu_matches_cpu():
+    """The same run on the GPU: dense equals the model's forward there too; HISA's perplexity agrees
+    with the CPU's (selections are float64 references; q and k differ only by float32 rounding)."""
+    from hisa_bench.quality.run import run_quality
+
+    points = [Point("dense"), Point("flat", 64), Point("hisa", 64, 16, 8, "relu"), Point("hisa", 64, 16, 8, "ucb")]
+    got = {}
+    for dev in ("cpu", "cuda"):
+        res = run_quality(text_path=DEFAULT_TEXT, context=384, points=points, layers=None, device=torch.device(dev))
+        assert abs(res.model["dense_vs_model_pct"]) < 0.1
+        got[dev] = {r["label"]: r["ppl"] for r in res.rows}
+    for label, ppl in got["cpu"].items():
+        assert abs(got["cuda"][label] / ppl - 1) < 0.01, label

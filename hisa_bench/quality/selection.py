@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.flat_scores_naive import flat_scores_ref
 from ..measure.select import topk_mask
 from ..measure.stage1 import Stage1Scorer, select_masks
 from .grid import Point
@@ -31,6 +30,15 @@ def proxy_inputs(q: torch.Tensor, k: torch.Tensor, group: int, group_size: int):
     qg = q[:, group * group_size:(group + 1) * group_size]
     w = torch.full(qg.shape[:2], 1.0 / group_size, dtype=torch.float64, device=q.device)
     return qg, kc, w
+
+
+def causal_scores(q64, k64, w64, q_pos):
+    """(I [c, n] float64 with -inf past each query, visible bool [c, n]) for queries at q_pos over
+    keys 0..n-1: the flat reference's scores (kernels/flat_scores_naive.py) in one product, with no
+    per-row loop (a per-row loop syncs the GPU once per query)."""
+    s = (torch.einsum("chd,nd->chn", q64, k64).clamp_min(0) * w64[:, :, None]).sum(1)
+    visible = torch.arange(k64.shape[0], device=k64.device)[None, :] <= q_pos[:, None]
+    return torch.where(visible, s, torch.full_like(s, float("-inf"))), visible
 
 
 def _chunk_rows(n: int, budget_bytes: int) -> int:
@@ -60,8 +68,7 @@ def select_layer(point: Point, q: torch.Tensor, k: torch.Tensor, group_size: int
             t1 = min(n, t0 + rows)
             ks = torch.zeros(t1 - t0, dtype=torch.long, device=dev)
             ke = pos[t0:t1] + 1
-            flat = flat_scores_ref(qg[t0:t1], kc, w[t0:t1], ks, ke)        # [c, t1] float64, -inf past t
-            valid = torch.isfinite(flat)
+            flat, valid = causal_scores(qg[t0:t1].double(), kc[:t1], w[t0:t1], pos[t0:t1])
             F = topk_mask(flat, valid, point.topk)[0]
             if point.method == "flat":
                 S = F
