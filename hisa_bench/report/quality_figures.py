@@ -210,10 +210,19 @@ def per_layer(run: QualityRun):
 
 
 # ------------------------------------------------------------------------------- stage-1 rules
-def _iou_stage1(iou_dirs, point=None):
+def _iou_topk(d: Path):
+    try:
+        obj = json.loads((d / "iou.json").read_text())
+        cfg = (obj.get("runs") or [obj])[0].get("config", {})
+        return float(cfg["topk"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None
+
+
+def _iou_stage1(iou_dirs, ratio=None):
     """{rule: (iou_mean, score_recall_mean)} of HISA in the newest iou run measured with several
-    stage-1 rules (methods hisa/<rule>), at its first grid point or at `point` (B, m) when held; and
-    the run's name and config."""
+    stage-1 rules (methods hisa/<rule>), at the grid point whose m*B/k is nearest `ratio` (the
+    quality run's candidate budget; the first point when not given); and the run's name and config."""
     for d in iou_dirs:
         f = Path(d) / "layers.csv"
         if not f.is_file():
@@ -227,7 +236,10 @@ def _iou_stage1(iou_dirs, point=None):
             continue
         pts = hisa[["block_size", "blocks"]].drop_duplicates().itertuples(index=False)
         pts = [tuple(int(x) for x in p) for p in pts]
-        at = point if point in pts else pts[0]
+        topk = _iou_topk(Path(d))
+        at = pts[0]
+        if ratio is not None and topk:
+            at = min(pts, key=lambda p: (abs(p[0] * p[1] / topk - ratio), pts.index(p)))
         sel = hisa[(hisa["block_size"] == at[0]) & (hisa["blocks"] == at[1])]
         if "pooling" in sel.columns:
             sel = sel[sel["pooling"].astype(str) == "mean"]
@@ -260,7 +272,8 @@ def stage1_page(quality_runs, iou_dirs):
             ppl[str(r["stage1"]) if pd.notna(r["stage1"]) else "relu"] = float(r["ppl"])
         f = qrun.rows[(qrun.rows["method"] == "flat") & (qrun.rows["topk"] == first["topk"])]
         flat_ppl = float(f["ppl"].iloc[0]) if len(f) else None
-    iou, iou_name, iou_point, iou_env = _iou_stage1(iou_dirs)
+    ratio = hisa_point[1] * hisa_point[2] / hisa_point[0] if hisa_point else None
+    iou, iou_name, iou_point, iou_env = _iou_stage1(iou_dirs, ratio)
     if not ppl and not iou:
         return None, []
     rules = list(dict.fromkeys(list(iou) + list(ppl)))
