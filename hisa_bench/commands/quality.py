@@ -76,8 +76,13 @@ def register(app: typer.Typer):
             raise HisaBenchError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
         check_tag(tag)
         dev = resolve_device(device)
-        if context is None:
-            n_ctx = CPU_CONTEXT if dev.type == "cpu" else 8192
+        if context is None and dev.type == "cuda":   # the model's full trained context
+            from ..capture.gguf_llama import open_gguf
+            from ..capture.smollm2 import smollm2_gguf
+
+            n_ctx = int(open_gguf(smollm2_gguf()[0]).field("llama.context_length"))
+        elif context is None:
+            n_ctx = CPU_CONTEXT
         else:
             try:
                 n_ctx = parse_length(context)
