@@ -292,6 +292,8 @@ def stage1_page(quality_runs, iou_dirs):
             b.set_gid(f"quality-stage1|{title}|{r}")
         ax.set_xticks(x, rules, rotation=35, ha="right", fontsize=7)
         finite = [v for v in vals if np.isfinite(v)]
+        if title == "perplexity" and flat_ppl is not None and finite:
+            finite.append(flat_ppl)          # the flat line must be on the page
         if finite:
             lo, hi = min(finite), max(finite)
             pad = (hi - lo) * 0.3 or abs(hi) * 0.05 or 0.05
