@@ -69,10 +69,11 @@ def build_report(run_dirs=(), runs_dir="reports/runs", out_dir="reports", on_pag
     from .output import write_pages
     from .style import report_style
 
-    from .quality_figures import quality_pages, split_dirs
+    from .quality_figures import prefer_plain_iou, quality_pages, split_dirs
 
     quality_dirs, run_dirs = split_dirs(run_dirs or ())   # quality-* folders have their own pages
-    paths = [Path(p) for p in run_dirs] if (run_dirs or quality_dirs) else latest_runs(runs_dir)
+    paths = ([Path(p) for p in run_dirs] if (run_dirs or quality_dirs)
+             else prefer_plain_iou(latest_runs(runs_dir), runs_dir))
     runs = load_runs(paths)
     with report_style():
         pages, notes = make_pages(runs)

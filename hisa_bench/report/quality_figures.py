@@ -107,6 +107,29 @@ def find_runs(runs_dir, explicit=()) -> tuple[list, list]:
     return [load_quality(p) for p in quality], ious
 
 
+def has_stage1_variants(iou_dir) -> bool:
+    """An iou run measured with --stage1 rules besides the paper's (methods 'hisa/<rule>')."""
+    try:
+        methods = pd.read_csv(Path(iou_dir) / "layers.csv", usecols=["method"])["method"].astype(str)
+    except (OSError, ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return False
+    return bool(methods.str.contains("/").any())
+
+
+def prefer_plain_iou(paths, runs_dir) -> list:
+    """The newest-of-each-kind folders with the iou one swapped for the newest iou run without
+    stage-1 variants, when there is one: the IoU pages draw one panel per method, and a stage-1
+    comparison (drawn on quality_stage1) would crowd them."""
+    paths = [Path(p) for p in paths]
+    for i, p in enumerate(paths):
+        if re.match(r"^iou-", p.name) and has_stage1_variants(p):
+            plain = sorted((q for q in Path(runs_dir).iterdir() if q.is_dir() and re.match(r"^iou-\d{8}-\d{6}", q.name)
+                            and not has_stage1_variants(q)), key=lambda q: q.name[4:19], reverse=True)
+            if plain:
+                paths[i] = plain[0]
+    return paths
+
+
 def _stage1(frame: pd.DataFrame) -> pd.Series:
     return frame["stage1"].fillna("relu").astype(str) if "stage1" in frame.columns else pd.Series("relu", index=frame.index)
 
