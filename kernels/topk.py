@@ -260,9 +260,9 @@ def topk_config(width: int, k: int):
         return dict(CAP=max(16, min(next_pow2(width), 2048)), TILE=1024, num_warps=4)
     cap = 8192
     if width <= cap:
-        # short rows: registers only; many warps share the bisection's per-bit counts
+        # short rows: registers only; 8 warps beat 16 at 8K-wide rows on an H200 (docs/performance.md)
         cap = max(16, next_pow2(width))
-        return dict(CAP=cap, TILE=1024, num_warps=16 if cap >= 4096 else (8 if cap >= 1024 else 4))
+        return dict(CAP=cap, TILE=1024, num_warps=8 if cap >= 1024 else 4)
     # long rows: the streaming passes are latency-bound, so small programs (2 warps, 1024-key
     # tiles with the next one in flight) let several rows stream on each SM at once; measured on
     # an H200 against 4-16 warps and 1024-8192-key tiles (docs/performance.md)
