@@ -167,3 +167,24 @@ def test_strided_inputs_are_handled(device):
     assert as_sets(indexers.flat_select(qv, kv, wv, ks, ke, ksc, topk=k)) == as_sets(ref)
     href = indexers.hisa_select(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m)
     assert as_sets(indexers.hisa_select(qv, kv, wv, ks, ke, ksc, topk=k, block_size=B, blocks=m)) == as_sets(href)
+
+
+def test_routing_counts_blocks_not_keys(device):
+    """A query that sees m * B keys from an unaligned start spans m + 1 blocks: HISA keeps only m
+    of them, so it must not be routed to the flat pipeline (which selects over all m + 1)."""
+    T, H, D, N, B, m, k = 2, 4, 32, 96, 16, 2, 8
+    ks = torch.tensor([8, 40], dtype=torch.int32)
+    ke = ks + m * B                                     # 32 keys: blocks 0-2 and 2-4
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, N, torch.float32, device, ks=ks, ke=ke, structured="positive_w")
+    # the middle block (the one HISA drops: first and last are forced) holds the best keys
+    for t in range(T):
+        mid = int(ks[t]) // B + 1
+        k_[mid * B:(mid + 1) * B] = q[t].mean(0) * 3
+    got = indexers.hisa_select(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m)
+    ref = hisa_select_ref(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m)
+    flat = flat_select_ref(q, k_, w, ks, ke, ksc, topk=k)
+    assert as_sets(ref) != as_sets(flat)               # the case is not vacuous
+    assert as_sets(got) == as_sets(ref)
+    assert indexers.hisa_routes(ks, ke, B, m, [(0, T)]) == ([(0, T)], [])
+    # aligned: the same number of keys is exactly m blocks, and the flat pipeline is right
+    assert indexers.hisa_routes(ks - 8, ke - 8, B, m, [(0, T)]) == ([], [(0, T)])

@@ -56,8 +56,81 @@ def raises_bare(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
 
 def raises_api_error(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
     return api.flat_select(q, k, w, ks, ke, k_scale, topk=0)
+
+
+def good_bs(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return api.block_sparse_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
+                                   backend="reference")
+good_bs.method = "block-sparse"
+
+
+# ---- cheats: each must be failed-accuracy, never timed ----
+def _none(q, topk):
+    return torch.full((q.shape[0], topk), -1, dtype=torch.int32)
+
+
+def _first_only(sel):
+    sel = sel.clone()
+    sel[:, 1:] = -1
+    return sel
+
+
+def hisa_none(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _none(q, topk)
+hisa_none.method = "hisa"
+
+
+def hisa_first_only(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _first_only(good_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks))
+hisa_first_only.method = "hisa"
+
+
+def hisa_is_flat(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    # the flat top-k passed off as HISA: keys from more blocks than it may keep
+    return good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+hisa_is_flat.method = "hisa"
+
+
+def bs_none(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _none(q, topk)
+bs_none.method = "block-sparse"
+
+
+def bs_first_only(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _first_only(good_bs(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks))
+bs_first_only.method = "block-sparse"
+
+
+def bs_drops_last(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    sel = good_bs(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+    n = (sel >= 0).sum(1)
+    sel[torch.arange(sel.shape[0]), n - 1] = -1
+    return sel
+bs_drops_last.method = "block-sparse"
+
+
+def flat_none(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _none(q, topk)
+
+
+def flat_first_only(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _first_only(good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks))
+
+
+def flat_repeats_best(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    sel = good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+    return sel[:, :1].repeat(1, topk)
+
+
+def flat_neighbour(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    # right scores, but of keys outside the query's range (another sequence's cache, the future)
+    sel = good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+    return torch.where(sel >= 0, sel + 1, sel)
 '''
-USER_NAMES = ("good", "good_hisa", "first_k", "int64", "short", "raises", "raises_bare", "raises_api_error")
+USER_NAMES = ("good", "good_hisa", "first_k", "int64", "short", "raises", "raises_bare", "raises_api_error",
+              "good_bs", "hisa_none", "hisa_first_only", "hisa_is_flat", "bs_none", "bs_first_only",
+              "bs_drops_last", "flat_none", "flat_first_only", "flat_repeats_best", "flat_neighbour")
+CHEATS = USER_NAMES[9:]
 
 
 def _subprocess(args, timeout=120):
@@ -168,6 +241,12 @@ def test_user_backends(main_run):
         assert good["status"] == "ok" and good["note"] == "" and good["median_ms"] > 0
         assert good["speedup"] > 0
         assert _rows(main_run, mode, user["good_hisa"])[0]["status"] == "ok"
+        assert _rows(main_run, mode, user["good_bs"])[0]["status"] == "ok"
+        for name in CHEATS:
+            r = _rows(main_run, mode, user[name])[0]
+            assert r["status"] == "failed-accuracy", (name, r)
+            assert r["note"].startswith("query "), (name, r)
+            assert all(r.get(c) is None for c in TIMING), (name, r)
         for name, note in (("first_k", "query"), ("int64", "returned torch.int64"),
                            ("short", "(4, 31)" if mode == "chunk" else "(2, 31)")):
             r = _rows(main_run, mode, user[name])[0]
