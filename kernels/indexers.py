@@ -152,7 +152,8 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     chunks = _chunks(T, query_chunk)
-    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8) for a, b in chunks]
+    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(q))
+             for a, b in chunks]
     width = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     buf = torch.empty((max(rows, 1), max(width, 1)), dtype=torch.float32, device=q.device)
@@ -198,7 +199,8 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
     kbar, kbar_scale = pool_keys(k, k_scale, B, pooling)
     bks = torch.div(ks, B, rounding_mode="floor").to(torch.int32)
     bke = (torch.div(ke - 1, B, rounding_mode="floor") + 1).to(torch.int32)
-    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config, fp8=q.dtype == FP8) for a, b in chunks]
+    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(kbar))
+             for a, b in chunks]
     bwidth = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     J = torch.empty((max(rows, 1), max(bwidth, 1)), dtype=torch.float32, device=q.device)

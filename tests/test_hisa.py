@@ -35,15 +35,16 @@ def test_pooling_matches_reference(dtype, N, B, device):
     assert torch.equal(poisoned[ids.long()].float(), kbar[ids.long()].float())
 
 
+@pytest.mark.parametrize("B,sub", [(16, None), (32, 16)])   # sub: rows per tile below a whole block
 @pytest.mark.parametrize("dtype", [torch.bfloat16, "fp8"])
-def test_gather_scores_match_flat_scores(dtype, device):
-    T, H, D, N, B = 4, 5, 32, 100, 16
+def test_gather_scores_match_flat_scores(dtype, B, sub, device):
+    T, H, D, N = 4, 5, 32, 100 * B // 16
     q, k, w, ks, ke, ksc = make_inputs(T, H, D, N, dtype, device)
     ks[2] = 20                                      # a packed query: first kept block partly invisible
     kept = torch.tensor([[0, 3, 6, -1], [1, 2, 3, 4], [1, 2, 5, 6], [6, 0, 4, 2]], dtype=torch.int32, device=device)
     kept = torch.minimum(kept, ((ke - 1) // B)[:, None].int())
     out = torch.full((T, 4 * B), float("nan"), device=device)
-    launch_gather_scores(q, k, w, kept, ks, ke, B, ksc, out=out)
+    launch_gather_scores(q, k, w, kept, ks, ke, B, ksc, out=out, config=dict(SUB=sub) if sub else None)
     flat = flat_scores_ref(q, k, w, ks, ke, ksc)
     for t in range(T):
         for i in range(4):
