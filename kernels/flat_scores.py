@@ -132,8 +132,12 @@ def _config(hp: int, fp8: bool = True, dp: int = 128, esize: int | None = None):
     if INTERPRETED:
         return dict(BLOCK_Q=max(1, 64 // hp), BLOCK_N=64, num_warps=4, num_stages=1, KEYS_AS_A=True)
     esize = esize if esize is not None else (1 if fp8 else 2)
-    return fit_shared(dict(BLOCK_Q=max(1, 256 // hp), BLOCK_N=64, num_warps=8, num_stages=5 if fp8 else 3,
-                           KEYS_AS_A=True), hp, dp, esize)
+    # at most 64 queries per program: with 1-2 heads, 256 rows are 128-256 queries whose per-query
+    # ranges and masks spill registers (ptxas: 336 B at H = 1). 16-bit keys of D > 128 take 32-key
+    # tiles: 64 spill with Triton 3.9 (up to 360 B), 32 spill with neither 3.6 nor 3.9.
+    block_n = 32 if esize >= 2 and dp >= 256 else 64
+    return fit_shared(dict(BLOCK_Q=min(64, max(1, 256 // hp)), BLOCK_N=block_n, num_warps=8,
+                           num_stages=5 if fp8 else 3, KEYS_AS_A=True), hp, dp, esize)
 
 
 def _span(ks, ke, block_q, block_n):
