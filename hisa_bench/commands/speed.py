@@ -54,7 +54,8 @@ def register(app: typer.Typer):
                                     "int32 [T, topk] positions (docs: hisa_bench/backends.py)."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
         out: Path = typer.Option(Path("reports/runs"), help="Parent folder of the run folder."),
-        device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter."),
+        device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter "
+                                    "(also on a machine with a GPU: the command interprets the kernels then)."),
         seed: int = typer.Option(0, help="Seed of the synthetic inputs."),
         warmup_ms: float = typer.Option(25.0, help="Warm-up per measurement (ms; GPU only)."),
         rep_ms: float = typer.Option(200.0, help="Time spent on timed repetitions per measurement (ms)."),
