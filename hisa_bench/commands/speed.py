@@ -54,7 +54,8 @@ def register(app: typer.Typer):
                                     "int32 [T, topk] positions (docs: hisa_bench/backends.py)."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
         out: Path = typer.Option(Path("reports/runs"), help="Parent folder of the run folder."),
-        device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter."),
+        device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter "
+                                    "(also on a machine with a GPU: the command interprets the kernels then)."),
         seed: int = typer.Option(0, help="Seed of the synthetic inputs."),
         warmup_ms: float = typer.Option(25.0, help="Warm-up per measurement (ms; GPU only)."),
         rep_ms: float = typer.Option(200.0, help="Time spent on timed repetitions per measurement (ms)."),
@@ -71,6 +72,8 @@ def register(app: typer.Typer):
             raise HisaBenchError(f"--format must be table, json or csv, got {fmt!r}")
         if device not in ("cuda", "cpu"):
             raise HisaBenchError(f"--device must be cuda or cpu, got {device!r}")
+        if device == "cpu":
+            prefer_interpreter()       # before anything imports the kernels
         from ..lengths import parse_lengths
         from ..workloads import MODES
 
@@ -112,7 +115,31 @@ def register(app: typer.Typer):
         if device == "cuda" and not torch.cuda.is_available():
             raise NoGpuError("no CUDA GPU found: `hisa-bench speed` times GPU kernels; use --device cpu for a tiny "
                              "interpreter run")
+        use_kernels_on(device)
         _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms)
+
+
+def prefer_interpreter():
+    """--device cpu: Triton picks compiled or interpreted kernels when they are first imported, so
+    on a machine with a GPU, TRITON_INTERPRET=1 must be set before that (as it is in a fresh
+    process, the console script's case)."""
+    import os
+
+    if "kernels._runtime" not in sys.modules and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
+def use_kernels_on(device: str):
+    """One-line error when the kernels this process loaded cannot run on `device` (compiled
+    kernels take CUDA tensors, interpreted ones CPU tensors; a process cannot switch)."""
+    import os
+
+    from kernels import _runtime
+
+    if _runtime.DEVICE != device:
+        raise HisaBenchError(f"--device {device}: the kernels were already loaded for {_runtime.DEVICE} in this "
+                             f"process (TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', 'unset')}); run the "
+                             f"command in a fresh process" + (" without TRITON_INTERPRET=1" if device == "cuda" else ""))
 
 
 def _validate(cfg, backend_names):
@@ -155,26 +182,35 @@ def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
         from ..measure.ceilings import measure_ceilings
         err.print("measuring the GPU's matmul and copy ceilings ...")
         ceilings = measure_ceilings()
+    from ..measure.speed import GpuContextLost
+
+    interp = cfg.device == "cpu"
+    # stamped before the sweep: after a sticky CUDA error nothing may touch the GPU again
+    env = stamp(timing=settings.as_dict(cfg.device), device="cpu-interpreter" if interp else "cuda")
+    aborted = None
     with RunFolder(out, "speed", tag) as run:
         with progress_bar() as bar:
             task = bar.add_task("speed", total=count_points(cfg, backends))
-            for row in run_sweep(cfg, backends, settings,
-                                 progress=lambda d: bar.update(task, description=d)):
-                rows.append(row)
-                bar.advance(task)
-        interp = cfg.device == "cpu"
+            try:
+                for row in run_sweep(cfg, backends, settings, ceilings=ceilings,
+                                     progress=lambda d: bar.update(task, description=d)):
+                    rows.append(row)
+                    bar.advance(task)
+            except GpuContextLost as e:     # keep what was measured, then fail on one line
+                aborted = e
         for r in rows:
             r["device"] = "cpu-interpreter" if interp else "cuda"
         config = dict(vars(cfg), backends=[b.name for b in backends], baseline="flat",
                       timing=settings.as_dict(cfg.device), interpreter=interp)
         frame = _frame(rows)
-        env = stamp(timing=settings.as_dict(cfg.device), device="cpu-interpreter" if interp else "cuda")
         run.json("env.json", env)
         run.json("speed.json", {"config": config, "rows": rows, "ceilings": ceilings, "label": "CPU / Triton interpreter: not GPU "
-                                "timings" if interp else None})
+                                "timings" if interp else None, "aborted": str(aborted) if aborted else None})
         run.csv("speed.csv", frame)
         folder = run.commit()
     err.print(f"run folder: {folder}")
+    if aborted is not None:
+        raise aborted
     if fmt == "json":
         print(json.dumps({"config": config, "rows": rows, "run": str(folder)}, default=str))
     elif fmt == "csv":
@@ -215,7 +251,8 @@ def _print_table(rows, interp):
                   f"{r['block_size']}/{r['blocks']}" if r.get("block_size") else "-",
                   f"{r['median_ms']:.3f}" if ok else "-",
                   f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}" if ok else "-",
-                  f"{r['tflops']:.0f}" if ok else "-", f"{r.get('speedup', float('nan')):.2f}x" if ok else "-",
+                  (f"{r['tflops']:.0f}" + (" (above ceiling!)" if r.get("tflops_flag") else "")) if ok else "-",
+                  f"{r.get('speedup', float('nan')):.2f}x" if ok else "-",
                   stages, r["status"] + (f" ({r['note']})" if r.get("note") else ""))
     # piped output has no terminal width: keep every column readable rather than 80 wide
     console = Console() if sys.stdout.isatty() else Console(width=180)
