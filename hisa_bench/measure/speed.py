@@ -3,6 +3,7 @@ then for each backend: prepare, check accuracy on sampled queries, and only then
 end and stage by stage. Rows follow docs/results-format.md."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import torch
 
 from ..backends import BASELINE, Backend
 from ..errors import HisaBenchError
-from ..workloads import make_workload
+from ..workloads import InputSource, make_workload
 from . import accuracy
 from .timing import TimingSettings, time_call
 
@@ -36,6 +37,7 @@ class SweepConfig:
     check: bool = True
     stages: bool = True
     prefill_chunk: int | None = None
+    inputs: list = field(default_factory=lambda: [InputSource("random", "random")])   # --inputs
 
 
 def _is_oom(e):
@@ -47,7 +49,8 @@ def _shape_points(cfg: SweepConfig):
     for mode in cfg.modes:
         for length in cfg.lengths:
             for batch in (cfg.batches if mode == "decode" else [1]):
-                yield mode, length, batch
+                for src in cfg.inputs:
+                    yield src, mode, length, batch
 
 
 def _grid(cfg, backend):
@@ -64,36 +67,43 @@ def count_points(cfg, backends):
 
 
 def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSettings, progress=None):
-    """Yields one result row (dict) per (mode, length, batch, backend, grid point)."""
-    for mode, length, batch in _shape_points(cfg):
+    """Yields one result row (dict) per (inputs, mode, length, batch, backend, grid point)."""
+    for src, mode, length, batch in _shape_points(cfg):
         wl = None
         try:
             wl = make_workload(mode, length, batch=batch, queries=cfg.queries, heads=cfg.heads, dim=cfg.dim,
                                dtype=cfg.dtype, device=cfg.device, seed=cfg.seed,
                                # decode sequences start on a block edge for every block size of the grid
                                block_size=max(cfg.block_sizes),
-                               ragged=cfg.ragged, query_chunk=cfg.prefill_chunk)
+                               ragged=cfg.ragged, query_chunk=cfg.prefill_chunk, inputs=src, topk=cfg.topk)
         except Exception as e:
             if not _is_oom(e):
                 raise
+        # a dump brings its own H and D: they win over --heads/--dim, and the row says so
+        heads, dim = (src.heads, src.dim) if src.kind == "dump" else (cfg.heads, cfg.dim)
+        pcfg = dataclasses.replace(cfg, heads=heads, dim=dim)
+        in_note = wl.info.get("inputs_note", "") if wl else ""
+        if src.kind == "dump" and (heads, dim) != (cfg.heads, cfg.dim):
+            in_note += f"; the dump's H = {heads}, D = {dim} (not --heads {cfg.heads} --dim {cfg.dim})"
         baseline_ms = None
         for backend in backends:
             for block_size, blocks in _grid(cfg, backend):
                 row = dict(mode=mode, length=length, batch=batch, queries=wl.queries if wl else None,
-                           backend=backend.name, baseline=BASELINE, heads=cfg.heads, dim=cfg.dim, topk=cfg.topk,
+                           backend=backend.name, baseline=BASELINE, inputs=src.label, heads=heads, dim=dim,
+                           topk=cfg.topk,
                            block_size=block_size if backend.method != "flat" else None,
                            blocks=blocks if backend.method == "hisa" else (cfg.topk // block_size if backend.method == "block-sparse" else None),
                            dtype=cfg.dtype, ragged=cfg.ragged if mode == "decode" else None,
-                           status="ok", note="")
+                           status="ok", note=in_note)
                 if progress:
                     progress(f"{mode} L={length}" + (f" B={batch}" if mode == "decode" else "") + f" {backend.name}"
-                             + (f" B{block_size} m{blocks}" if backend.method == "hisa" else ""))
+                             + (f" B{block_size} m{blocks}" if backend.method == "hisa" else "") + f" [{src.label}]")
                 if wl is None:
                     row.update(status="oom", note="inputs do not fit in GPU memory")
                     yield row
                     continue
                 try:
-                    row.update(_measure(backend, wl, cfg, settings, block_size, blocks, mode))
+                    row.update(_measure(backend, wl, pcfg, settings, block_size, blocks, mode))
                 except HisaBenchError:
                     if backend.ours:     # ours only raise it for a bad configuration: stop the run
                         raise
