@@ -258,7 +258,7 @@ __all__ = ["SyntheticConfig", "generate", "DTYPES"]
 # the other parts: key j scores exactly zero after ReLU on every head when max_h x_thj <= c_t.
 # c_t is the (1 - p_t) quantile of max_h x over keys sampled from the query's visible range, so
 # about a share p_t of its keys score above zero: a share `sparse_rows` of the queries keeps fewer
-# than top-k keys above zero (their k-th place is a tie among exact zeros), the others 25-70%.
+# than top-k keys above zero (their k-th place is a tie among exact zeros), the others 35-85%.
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
@@ -273,8 +273,8 @@ class StructuredConfig:
     topic_jump: float = 0.3
     norm_sigma: float = 0.5
     noise: float = 1.0
-    sparse_rows: float = 0.25        # share of queries with fewer than top-k keys above zero
-    dense_share: tuple = (0.25, 0.7)  # share of keys above zero for the other queries
+    sparse_rows: float = 0.2         # share of queries with fewer than top-k keys above zero
+    dense_share: tuple = (0.35, 0.85)  # share of keys above zero for the other queries
     samples: int = 4096              # keys sampled per query to place its gate
 
 

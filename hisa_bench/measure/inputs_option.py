@@ -10,6 +10,7 @@ from ..inputs.score_rows import KINDS as ROW_KINDS
 from ..workloads import SYNTHETIC_INPUTS, check_dump_length, parse_inputs
 
 DEFAULT = "random,structured"
+CPU_DEFAULT = "random"      # interpreter runs: one input kind keeps the CPU demo and tests short
 TOPK_DEFAULT = "all"
 
 
@@ -20,7 +21,7 @@ def resolve_inputs(text, cfg, *, topk_mode: bool = False):
         items = [k for x in items for k in (ROW_KINDS if x == "all" else (x,))]
         sources = parse_inputs(",".join(items), row_kinds=ROW_KINDS)
     else:
-        raw = text if text is not None else DEFAULT
+        raw = text if text is not None else (CPU_DEFAULT if cfg.device == "cpu" else DEFAULT)
         for x in str(raw).split(","):
             x = x.strip()
             if x in ROW_KINDS and x not in SYNTHETIC_INPUTS or x == "all":
