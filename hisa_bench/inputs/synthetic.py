@@ -264,7 +264,7 @@ __all__ = ["SyntheticConfig", "generate", "DTYPES"]
 @dataclass
 class StructuredConfig:
     sinks: int = 4
-    sink_strength: float = 2.0
+    sink_strength: float = 3.0
     recency_window: int = 256
     recency_freqs: int = 8
     recency_strength: float = 1.2
