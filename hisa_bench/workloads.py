@@ -203,9 +203,13 @@ def _finish(mode, length, batch, q, k, w, ks, ke, dtype, device, block_size, que
 
 
 def check_dump_length(src: InputSource, length: int):
+    """A dump serves lengths from just past its first recorded query up to its key count."""
     n = src.max_length
     if n is not None and length > n:
         raise HisaBenchError(f"{src.path}: the dump has {n} keys: lengths up to {n} with these inputs, got {length}")
+    if src.q_pos is not None and int(src.q_pos[0]) >= length:
+        raise HisaBenchError(f"{src.path}: no recorded query at a position below {length} "
+                             f"(the first is at {int(src.q_pos[0])}): use a longer length")
 
 
 def _dump_workload(src, mode, length, *, batch, queries, dtype, device, g, block_size, ragged, query_chunk):
@@ -213,9 +217,6 @@ def _dump_workload(src, mode, length, *, batch, queries, dtype, device, g, block
     check_dump_length(src, length)
     q_pos = src.q_pos
     inside = torch.nonzero(q_pos < length).flatten()
-    if inside.numel() == 0:
-        raise HisaBenchError(f"{src.path}: no recorded query at a position below {length} "
-                             f"(the first is at {int(q_pos[0])}): use a longer length")
     recorded = inside.numel()
     if mode == "chunk":
         M = min(queries, length)

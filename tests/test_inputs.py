@@ -220,6 +220,7 @@ BAD = [
     (["--inputs", ","], "--inputs: expected a comma list"),
     (["--mode", "topk,chunk"], "--mode topk times the row top-k alone"),
     (["--mode", "topk", "--inputs", "DUMP", "--lengths", "1k"], "lengths up to 256"),
+    (["--inputs", "random,DUMP", "--lengths", "16,128"], "no recorded query at a position below 16"),
 ]
 
 

@@ -242,7 +242,7 @@ def _print_table(rows, interp):
         stages = " ".join(f"{k[6:-3]}={r[k]:.3f}" for k in r if k.startswith("stage_") and r[k] is not None) if ok else ""
         if ok and r.get("pool_update_ms") is not None:
             stages += f" pool_update={r['pool_update_ms']:.4f}"
-        t.add_row(r["mode"], _fmt_len(r["length"]), str(r["batch"]), r["backend"],
+        t.add_row(r["mode"], _fmt_len(r["length"]), str(r["batch"]), r["backend"] + (f" [{r['inputs']}]" if r.get("inputs") else ""),
                   f"{r['block_size']}/{r['blocks']}" if r.get("block_size") else "-",
                   f"{r['median_ms']:.3f}" if ok else "-",
                   f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}" if ok else "-",
