@@ -228,7 +228,7 @@ BAD = [
 def test_bad_inputs(args, message, dump_path, tmp_path, capfd):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a dump at all")
-    args = [str(dump_path) if a == "DUMP" else str(garbage) if a == "GARBAGE" else a for a in args]
+    args = [a.replace("DUMP", str(dump_path)).replace("GARBAGE", str(garbage)) for a in args]
     out_dir = tmp_path / "runs"
     code = _main(["--device", "cpu", "--lengths", "128", "--out", str(out_dir), "--format", "json", *args])
     out, err = capfd.readouterr()
