@@ -24,44 +24,49 @@ KINDS = ("random", "structured", "window", "zeros", "equal", "causal", "clusters
 def make_rows(kind: str, T: int, W: int, *, k: int = 2048, seed: int = 0, device="cpu"):
     if kind not in KINDS:
         raise ValueError(f"row kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    row_len = torch.full((T,), W, dtype=torch.int32)
-    pos = torch.arange(W, dtype=torch.float32)
+    # generated where they are used: 1024 rows of 1M scores take seconds on a GPU, minutes on a host
+    dev = torch.device(device)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    row_len = torch.full((T,), W, dtype=torch.int32, device=dev)
+    pos = torch.arange(W, dtype=torch.float32, device=dev)
 
     def randn(*shape):
-        return torch.randn(*shape, generator=g)
+        return torch.randn(*shape, generator=g, device=dev)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=g, device=dev)
 
     if kind == "random":
         s = randn(T, W)
     elif kind == "structured":
         # heavy-tailed magnitudes (|t|-like), half to three quarters exact zeros after ReLU
         s = randn(T, W) * randn(T, W).abs().pow(2)
-        zero_share = 0.5 + 0.25 * torch.rand(T, 1, generator=g)
-        s = torch.where(torch.rand(T, W, generator=g) < zero_share, torch.zeros(()), s.abs())
+        zero_share = 0.5 + 0.25 * rand(T, 1)
+        s = torch.where(rand(T, W) < zero_share, torch.zeros((), device=dev), s.abs())
         s[:, : min(4, W)] += 50.0                                     # attention sinks
         recency = torch.clamp((pos - (W - 4096)) / 4096.0, min=0.0)    # newest 4K keys ramp up
-        s += 8.0 * recency * (torch.rand(T, W, generator=g) < 0.5)
+        s += 8.0 * recency * (rand(T, W) < 0.5)
         n_topics = 8
-        starts = torch.randint(0, max(1, W - 512), (T, n_topics), generator=g)
+        starts = torch.randint(0, max(1, W - 512), (T, n_topics), generator=g, device=dev)
         for j in range(n_topics):                                     # topic clusters, block-unaligned
-            idx = (starts[:, j:j + 1] + torch.arange(min(512, W))).clamp(max=W - 1)
-            s.scatter_add_(1, idx, torch.full(idx.shape, 3.0) * (torch.rand(idx.shape, generator=g) < 0.7))
+            idx = (starts[:, j:j + 1] + torch.arange(min(512, W), device=dev)).clamp(max=W - 1)
+            s.scatter_add_(1, idx, torch.full(idx.shape, 3.0, device=dev) * (rand(*idx.shape) < 0.7))
         s[:, ::97] = -s[:, ::97]                                      # signed head weights give negatives
     elif kind == "window":
         s = randn(T, W) * 0.1
         s[:, max(0, W - 4096):] += 10.0
     elif kind == "zeros":
-        s = torch.zeros(T, W)
+        s = torch.zeros(T, W, device=dev)
         s[:, 1::2] = -0.0
         n_pos = max(1, k // 3)
-        idx = torch.randint(0, W, (T, n_pos), generator=g)
-        s.scatter_(1, idx, torch.rand(T, n_pos, generator=g) + 0.5)
+        idx = torch.randint(0, W, (T, n_pos), generator=g, device=dev)
+        s.scatter_(1, idx, rand(T, n_pos) + 0.5)
     elif kind == "equal":
-        s = torch.full((T, W), 0.75)
+        s = torch.full((T, W), 0.75, device=dev)
     elif kind == "causal":
         s = randn(T, W)
-        row_len = (W - T + 1 + torch.arange(T)).clamp(min=1).to(torch.int32)
-        s[torch.rand(T, W, generator=g) < 0.05] = float("-inf")
+        row_len = (W - T + 1 + torch.arange(T, device=dev)).clamp(min=1).to(torch.int32)
+        s[rand(T, W) < 0.05] = float("-inf")
     else:  # clusters
-        s = torch.randint(0, 5, (T, W), generator=g).float() * 0.5
-    return s.contiguous().to(device), row_len.to(device)
+        s = torch.randint(0, 5, (T, W), generator=g, device=dev).float() * 0.5
+    return s.contiguous(), row_len
