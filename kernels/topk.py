@@ -45,7 +45,7 @@ def _to_key(x):
     x = tl.where(x == 0.0, 0.0, x)
     b = x.to(tl.uint32, bitcast=True)
     sign = b >> 31
-    key = tl.where(sign == 1, ~b, b | (tl.full([], 1, tl.uint32) << 31))
+    key = tl.where(sign == 1, FULL - b, b | (tl.full([], 1, tl.uint32) << 31))     # FULL - b = ~b
     return tl.where(x == float("-inf"), tl.full([], 0, tl.uint32), key)
 
 
