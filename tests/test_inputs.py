@@ -21,7 +21,13 @@ TINY = ["--device", "cpu", "--queries", "4", "--heads", "2", "--dim", "16", "--t
         "--block-size", "16", "--blocks", "2", "--rep-ms", "0", "--warmup-ms", "0"]
 
 
-def _main(argv):
+def _main(argv, fresh=True):
+    """The speed command in this process (its output to the captured fds), or in a fresh one when
+    it asks for --device cpu and this process compiled the kernels (tests/helpers.py)."""
+    from tests.helpers import needs_fresh_process, run_fresh
+
+    if fresh and needs_fresh_process(argv):
+        return run_fresh(["speed", *argv], capture=False).returncode
     try:
         cli.main(["speed", *argv])
     except SystemExit as e:

@@ -306,7 +306,7 @@ def test_device_the_loaded_kernels_cannot_serve(tmp_path, capfd, monkeypatch):
     from kernels import _runtime
 
     monkeypatch.setattr(_runtime, "DEVICE", "cuda")       # as if compiled for a GPU in this process
-    code = _main([*TINY, "--backend", "flat", "--out", str(tmp_path / "runs")])      # --device cpu
+    code = _main([*TINY, "--backend", "flat", "--out", str(tmp_path / "runs")], fresh=False)      # --device cpu
     out, err = capfd.readouterr()
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "the kernels were already loaded for" in err and "fresh process" in err
@@ -315,7 +315,13 @@ def test_device_the_loaded_kernels_cannot_serve(tmp_path, capfd, monkeypatch):
 
 # ---- bad input: one line on stderr, non-zero exit, nothing written ---------------------------
 
-def _main(argv):
+def _main(argv, fresh=True):
+    """The speed command in this process (its output to the captured fds), or in a fresh one when
+    it asks for --device cpu and this process compiled the kernels (tests/helpers.py)."""
+    from tests.helpers import needs_fresh_process, run_fresh
+
+    if fresh and needs_fresh_process(argv):
+        return run_fresh(["speed", *argv], capture=False).returncode
     try:
         cli.main(["speed", *argv])
     except SystemExit as e:
