@@ -97,17 +97,11 @@ def cases():
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
         stride_ot="i32"), dict(H=128, D=256, HP=128, DP=256, BS=256, BLOCKS_PER_PROG=16, HAS_SCALE=False,
                                UPCAST=False, SUB=32), 8, 2
-    for cap, nw, has_map, nseg in ((8192, 16, False, 32), (8192, 16, True, 1), (1024, 8, False, 1)):
+    for cap, nw, has_map in ((8192, 2, False), (8192, 8, True), (1024, 8, False), (16, 4, False)):
         yield f"topk CAP{cap} map={has_map}", topk._topk_kernel, dict(
-            S="*fp32", ROW_LEN="*i32", BASE="*i32", MAP="*i32", OUT="*i32", SCR_K="*i32", SCR_I="*i32",
-            SCR_C="*i32", SCR_V="*i32", k="i32", stride_s="i32", stride_m="i32", stride_o="i32"), dict(
-            CAP=cap, SEG=4096, SLOTS=cap // nseg, NSEG_P=nseg, TILE=4096, K_PAD=2048, HAS_BASE=not has_map,
-            HAS_MAP=has_map, MAP_BS=128), nw, 3
-    yield "topk sample threshold", topk._sample_threshold_kernel, dict(
-        S="*fp32", ROW_LEN="*i32", T_LO="*i32", k="i32", stride_s="i32"), dict(CAP=8192, SAMPLE=4096), 8, 3
-    yield "topk compact", topk._compact_kernel, dict(
-        S="*fp32", ROW_LEN="*i32", T_LO="*i32", SCR_K="*i32", SCR_I="*i32", SCR_C="*i32", SCR_V="*i32",
-        stride_s="i32"), dict(CAP=8192, SEG=4096, SLOTS=256, NSEG_P=32), 4, 3
+            S="*fp32", ROW_LEN="*i32", BASE="*i32", MAP="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
+            k="i32", stride_s="i32", stride_m="i32", stride_o="i32"), dict(
+            CAP=cap, TILE=1024, K_PAD=2048, HAS_BASE=not has_map, HAS_MAP=has_map, MAP_BS=128), nw, 3
     yield "pool mean fp8", pooling._pool_mean_kernel, dict(
         K="*fp8e4nv", K_SCALE="*fp32", OUT="*fp8e4nv", OUT_SCALE="*fp32", BLOCK_IDS="*i32", N="i32",
         stride_kn="i32", stride_on="i32", FIRST_BLOCK="i32"), dict(D=128, DP=128, BS=128, ROWS=128, HAS_SCALE=True,

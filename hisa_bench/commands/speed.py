@@ -35,7 +35,14 @@ def register(app: typer.Typer):
         lengths: Optional[str] = typer.Option(None, help="Context lengths, comma list (k = 1024, m = 1024^2). "
                                               "Default 8k,32k,128k (CPU: 512,1k; at most 16k)."),
         mode: str = typer.Option("chunk", help="chunk (M queries at the tail), prefill (whole causal sequence), "
-                                 "decode (a batch of single queries); comma list for several."),
+                                 "decode (a batch of single queries); comma list for several. topk (alone): "
+                                 "the row top-k by itself against torch.topk, rows of --lengths wide."),
+        inputs: Optional[str] = typer.Option(None, help="What the timed tensors hold, comma list: random, structured "
+                                             "(sinks, recency, topics, exact zeros), PATH.pt (a dump's own q/k/w; "
+                                             "PATH.pt@LAYER for one layer). Default random,structured (CPU: "
+                                             "random). --mode topk: row kinds (random, structured, window, zeros, "
+                                             "equal, causal, clusters; all = every one, the default) and dumps "
+                                             "(docs/inputs.md)."),
         queries: Optional[int] = typer.Option(None, help="Queries per timed call: chunk mode's M, prefill's query "
                                               "chunk. Default 1024 (CPU: 16)."),
         batch: Optional[str] = typer.Option(None, help="Decode batch sizes, comma list. Default 1,8,64 (CPU: 1,4)."),
@@ -83,8 +90,11 @@ def register(app: typer.Typer):
         if not modes:
             raise HisaBenchError(f"--mode: expected chunk, prefill or decode, got {mode!r}")
         for m in modes:
-            if m not in MODES:
-                raise HisaBenchError(f"--mode: expected chunk, prefill or decode, got {m!r}")
+            if m not in MODES + ("topk",):
+                raise HisaBenchError(f"--mode: expected chunk, prefill, decode or topk, got {m!r}")
+        if "topk" in modes and len(modes) > 1:
+            raise HisaBenchError("--mode topk times the row top-k alone: run it on its own, not with "
+                                 f"{', '.join(m for m in modes if m != 'topk')}")
         if device == "cpu" and max(length_list) > CPU_MAX_LENGTH:
             raise HisaBenchError(f"--device cpu runs the Triton interpreter: lengths up to {CPU_MAX_LENGTH}, "
                                  f"got {max(length_list)}")
@@ -105,11 +115,22 @@ def register(app: typer.Typer):
             blocks=_ints(pick(blocks, "blocks"), "--blocks"), dtype=dtype, ragged=ragged, seed=seed,
             device=device, check=check, stages=stages)
         backend_names = [b.strip() for b in backend.split(",") if b.strip()]
-        _validate(cfg, backend_names)
+        if modes == ["topk"]:       # no indexer runs: only the row shape matters
+            for name, v in (("--queries", cfg.queries), ("--topk", cfg.topk)):
+                if v < 1:
+                    raise HisaBenchError(f"{name} must be at least 1, got {v}")
+        else:
+            _validate(cfg, backend_names)
         check_tag(tag)
-        from ..backends import resolve
+        from ..measure.inputs_option import resolve_inputs
 
-        backends = resolve(backend_names)      # loads user backends: their errors are option errors too
+        cfg.inputs = resolve_inputs(inputs, cfg, topk_mode=modes == ["topk"])
+        if modes == ["topk"]:
+            backends = []
+        else:
+            from ..backends import resolve
+
+            backends = resolve(backend_names)      # loads user backends: their errors are option errors too
         import torch
 
         if device == "cuda" and not torch.cuda.is_available():
@@ -171,6 +192,11 @@ def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
 
     from ..environment import stamp
     from ..measure.speed import count_points, run_sweep
+    from ..measure import topk_speed
+
+    topk_mode = cfg.modes == ["topk"]
+    if topk_mode:     # the row top-k alone: its own rows, same run folder format
+        count_points, run_sweep = topk_speed.count_points, topk_speed.run_sweep
     from ..measure.timing import TimingSettings
     from ..results import RunFolder
 
@@ -202,6 +228,9 @@ def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
             r["device"] = "cpu-interpreter" if interp else "cuda"
         config = dict(vars(cfg), backends=[b.name for b in backends], baseline="flat",
                       timing=settings.as_dict(cfg.device), interpreter=interp)
+        config["inputs"] = [s.label for s in cfg.inputs]
+        if topk_mode:
+            config.update(backends=list(topk_speed.BACKENDS), baseline=topk_speed.BASELINE)
         frame = _frame(rows)
         run.json("env.json", env)
         run.json("speed.json", {"config": config, "rows": rows, "ceilings": ceilings, "label": "CPU / Triton interpreter: not GPU "
@@ -215,6 +244,8 @@ def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
         print(json.dumps({"config": config, "rows": rows, "run": str(folder)}, default=str))
     elif fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
+    elif topk_mode:
+        topk_speed.print_table(rows, interp)
     else:
         _print_table(rows, interp)
 
@@ -247,7 +278,7 @@ def _print_table(rows, interp):
         stages = " ".join(f"{k[6:-3]}={r[k]:.3f}" for k in r if k.startswith("stage_") and r[k] is not None) if ok else ""
         if ok and r.get("pool_update_ms") is not None:
             stages += f" pool_update={r['pool_update_ms']:.4f}"
-        t.add_row(r["mode"], _fmt_len(r["length"]), str(r["batch"]), r["backend"],
+        t.add_row(r["mode"], _fmt_len(r["length"]), str(r["batch"]), r["backend"] + (f" [{r['inputs']}]" if r.get("inputs") else ""),
                   f"{r['block_size']}/{r['blocks']}" if r.get("block_size") else "-",
                   f"{r['median_ms']:.3f}" if ok else "-",
                   f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}" if ok else "-",

@@ -3,6 +3,7 @@ then for each backend: prepare, check accuracy on sampled queries, and only then
 end and stage by stage. Rows follow docs/results-format.md."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ import torch
 
 from ..backends import BASELINE, Backend
 from ..errors import HisaBenchError
-from ..workloads import make_workload
+from ..workloads import InputSource, make_workload
 from . import accuracy
 from .timing import TimingSettings, time_call
 
@@ -35,6 +36,7 @@ class SweepConfig:
     check: bool = True
     stages: bool = True
     prefill_chunk: int | None = None
+    inputs: list = field(default_factory=lambda: [InputSource("random", "random")])   # --inputs
 
 
 class GpuContextLost(HisaBenchError):
@@ -72,7 +74,8 @@ def _shape_points(cfg: SweepConfig):
     for mode in cfg.modes:
         for length in cfg.lengths:
             for batch in (cfg.batches if mode == "decode" else [1]):
-                yield mode, length, batch
+                for src in cfg.inputs:
+                    yield src, mode, length, batch
 
 
 def _grid(cfg, backend):
@@ -90,12 +93,12 @@ def count_points(cfg, backends):
 
 def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSettings, progress=None,
               ceilings: dict | None = None):
-    """Yields one result row (dict) per (mode, length, batch, backend, grid point).
+    """Yields one result row (dict) per (inputs, mode, length, batch, backend, grid point).
 
     A failure costs its own row (status error / oom, the message in note), not the run. After a
     sticky CUDA error the GPU cannot be used again in this process: the row that hit it is
     yielded, then GpuContextLost is raised, so the caller can keep what was measured."""
-    for mode, length, batch in _shape_points(cfg):
+    for src, mode, length, batch in _shape_points(cfg):
         wl = None
         wl_error = None
         try:
@@ -103,22 +106,31 @@ def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSetting
                                dtype=cfg.dtype, device=cfg.device, seed=cfg.seed,
                                # decode sequences start on a block edge for every block size of the grid
                                block_size=max(cfg.block_sizes),
-                               ragged=cfg.ragged, query_chunk=cfg.prefill_chunk)
+                               ragged=cfg.ragged, query_chunk=cfg.prefill_chunk, inputs=src, topk=cfg.topk)
         except Exception as e:
             if not _is_oom(e):
+                if isinstance(e, HisaBenchError):
+                    raise                # a bad option or input file: one line, before any timing
                 wl_error = e
+        # a dump brings its own H and D: they win over --heads/--dim, and the row says so
+        heads, dim = (src.heads, src.dim) if src.kind == "dump" else (cfg.heads, cfg.dim)
+        pcfg = dataclasses.replace(cfg, heads=heads, dim=dim)
+        in_note = wl.info.get("inputs_note", "") if wl else ""
+        if src.kind == "dump" and (heads, dim) != (cfg.heads, cfg.dim):
+            in_note += f"; the dump's H = {heads}, D = {dim} (not --heads {cfg.heads} --dim {cfg.dim})"
         baseline_ms = None
         for backend in backends:
             for block_size, blocks in _grid(cfg, backend):
                 row = dict(mode=mode, length=length, batch=batch, queries=wl.queries if wl else None,
-                           backend=backend.name, baseline=BASELINE, heads=cfg.heads, dim=cfg.dim, topk=cfg.topk,
+                           backend=backend.name, baseline=BASELINE, inputs=src.label, heads=heads, dim=dim,
+                           topk=cfg.topk,
                            block_size=block_size if backend.method != "flat" else None,
                            blocks=blocks if backend.method == "hisa" else (cfg.topk // block_size if backend.method == "block-sparse" else None),
                            dtype=cfg.dtype, ragged=cfg.ragged if mode == "decode" else None,
-                           status="ok", note="")
+                           status="ok", note=in_note)
                 if progress:
                     progress(f"{mode} L={length}" + (f" B={batch}" if mode == "decode" else "") + f" {backend.name}"
-                             + (f" B{block_size} m{blocks}" if backend.method == "hisa" else ""))
+                             + (f" B{block_size} m{blocks}" if backend.method == "hisa" else "") + f" [{src.label}]")
                 if wl is None:
                     if wl_error is None:
                         row.update(status="oom", note="inputs do not fit in GPU memory")
@@ -130,7 +142,7 @@ def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSetting
                     continue
                 lost = None
                 try:
-                    row.update(_measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings or {}))
+                    row.update(_measure(backend, wl, pcfg, settings, block_size, blocks, mode, ceilings or {}))
                 except HisaBenchError as e:
                     if backend.ours and not isinstance(e, GpuContextLost):
                         raise            # ours only raise it for a bad configuration: stop the run

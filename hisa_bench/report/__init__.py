@@ -12,7 +12,7 @@ from .loading import KINDS, latest_runs, load_runs
 # Which pages come from which run kinds, in report order; the summary comes first, the
 # environment last.
 _WHAT_NEEDS = {
-    "speed": "latency, speedup, stage breakdown and throughput pages",
+    "speed": "latency, speedup, stage breakdown, throughput and inputs pages",
     "iou": "IoU per layer, IoU by position and grid pages",
     "needle": "needle heatmap",
 }
@@ -29,19 +29,22 @@ class Report:
 
 def make_pages(runs: dict):
     """Build every figure the runs allow: ([(name, figure)], notes). Call inside style.report_style()."""
-    from . import iou_figures, needle_figures, pages, speed_figures
+    from . import inputs_figures, iou_figures, needle_figures, pages, speed_figures
 
     notes = []
     for run in runs.values():
         notes.extend(run.missing)
-    for kind in KINDS:
+    for kind in _WHAT_NEEDS:        # a topk run is optional: without one, there is no topk page, silently
         if kind not in runs:
             notes.append(f"no {kind} run: left out: {_WHAT_NEEDS[kind]}")
     speed, iou, needle_run = runs.get("speed"), runs.get("iou"), runs.get("needle")
     plan = []
     if speed is not None:
         plan += [("latency", speed_figures.latency, (speed,)), ("speedup", speed_figures.speedup, (speed,)),
-                 ("stages", speed_figures.stages, (speed,)), ("throughput", speed_figures.throughput, (speed,))]
+                 ("stages", speed_figures.stages, (speed,)), ("throughput", speed_figures.throughput, (speed,)),
+                 ("inputs", inputs_figures.inputs_compare, (speed,))]
+    if runs.get("topk") is not None:
+        plan.append(("topk", inputs_figures.topk_page, (runs["topk"],)))
     if iou is not None:
         plan += [("iou_layers", iou_figures.iou_layers, (iou, speed)),
                  ("iou_position", iou_figures.iou_position, (iou, speed)),
