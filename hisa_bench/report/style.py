@@ -54,9 +54,15 @@ def report_style():
 def new_figure(size=PAGE_SIZE) -> Figure:
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
-    # Leave a strip at the bottom for the footer, which the layout engine does not know about.
-    fig.get_layout_engine().set(rect=(0.0, 0.035, 1.0, 0.965))
+    # Leave a strip at the bottom for the caption and the footer, which the layout engine does not
+    # know about.
+    fig.get_layout_engine().set(rect=(0.0, 0.065, 1.0, 0.935))
     return fig
+
+
+def caption(fig: Figure, text: str):
+    """The one line under a figure that says what to conclude from it (above the source footer)."""
+    fig.text(0.5, 0.03, text, fontsize=9, style="italic", ha="center", va="bottom", wrap=True, gid="caption")
 
 
 def footer(fig: Figure, runs, extra: str = ""):
@@ -140,15 +146,50 @@ def _plain(value, _pos=None) -> str:
     return f"{value:g}"
 
 
-def plain_log_y(ax, base=10):
-    """Log y axis labelled 0.5, 1, 2, 5, 10 ... instead of 5x10^-1 (easier to read off). Call it after
-    plotting: the tick spacing depends on the range of the data."""
+# Tick mantissas tried in turn, sparse to dense, until at least MIN_TICKS fall inside the data.
+_TICK_MANTISSAS = ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0),
+                   (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0))
+MIN_TICKS = 3
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Readable tick values for a log axis over [low, high]: decades over a wide range, 1-2-5 or denser
+    steps over a narrow one, so that at least MIN_TICKS labelled ticks fall inside the data (a range of
+    0.33-0.49 gets 0.35, 0.4, 0.45 rather than only the 0.5 and 1 beyond it)."""
+    import math
+
+    if not (low > 0 and high > 0 and math.isfinite(low) and math.isfinite(high)):
+        return []
+    low, high = min(low, high), max(low, high)
+    best = []
+    for mantissas in _TICK_MANTISSAS:
+        ticks = []
+        for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
+            for m in mantissas:
+                v = float(f"{m * 10.0 ** e:.6g}")
+                if low * (1 - 1e-9) <= v <= high * (1 + 1e-9):
+                    ticks.append(v)
+        best = ticks
+        if len(ticks) >= MIN_TICKS:
+            break
+    if len(best) > 10:   # too dense to read: thin evenly
+        step = math.ceil(len(best) / 8)
+        best = best[::step]
+    if len(best) < 2:    # the data is (nearly) one value: label its ends
+        best = sorted({float(f"{low:.3g}"), float(f"{high:.3g}")})
+    return sorted(set(best))
+
+
+def plain_log_y(ax, base=10, suffix=""):
+    """Log y axis labelled 0.4, 0.5, 1, 2, 5, 10 ... instead of 5x10^-1 (easier to read off), with
+    ticks that cover the data however narrow its range. Call it after plotting."""
     ax.set_yscale("log", base=base)
     low, high = ax.dataLim.intervaly
-    # 1-2-5 ticks read best over a few decades; over many, ticks at the decades only.
-    if base == 10 and low > 0 and high / low <= 1e3:
-        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain))
+    ticks = log_ticks(low, high)
+    if ticks:
+        ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:.3g}{suffix}"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
