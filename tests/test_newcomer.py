@@ -316,7 +316,7 @@ def test_readme_first_screen_says_how_to_run_the_command():
 def test_make_demo_ends_by_saying_how_to_run_the_command():
     make = (REPO / "Makefile").read_text()
     demo = make.split("\ndemo:")[1].split("\n\n")[0]
-    assert ".venv/bin/hisa-bench" in demo and "activate" in demo
+    assert "$(VENV)/bin/hisa-bench" in demo and "activate" in demo and "VENV   ?= .venv" in make
 
 
 def test_the_project_carries_its_own_specs_and_no_outside_paths():
