@@ -382,7 +382,7 @@ def test_grid_speedup_from_the_speed_run_without_speed_grid(tmp_path):
     assert "grid|points" not in _lines(fig, "grid|")
     assert set(_lines(fig, "grid-fidelity|")) == {"grid-fidelity|B=64", "grid-fidelity|B=128"}
     labels = [t.get_text() for t in fig.axes[0].texts]
-    assert labels == [f"{float(want.iloc[0]):.2g}x faster"]
+    assert labels == [f"{float(want.iloc[0]):.2g}x faster (chunk mode at L=64K)"]
     assert any("fidelity alone" in n for n in alone_notes)
     assert not any("fidelity alone" in n for n in notes)
     assert set(_lines(alone, "grid-fidelity|")) == {"grid-fidelity|B=64", "grid-fidelity|B=128"}

@@ -77,6 +77,9 @@ def make_pages(runs: dict):
                 notes.append(f"{name}: drawn from {run.name}; newer run(s) skipped: " + "; ".join(why_not))
             figures.append((name, fig))
             used.setdefault(run.name, run)
+            for other in getattr(fig, "hisa_bench_runs", ()):
+                if other.kind == kind:
+                    used.setdefault(other.name, other)
             primary.setdefault(kind, run)
             if kind == "speed" and speed_for_iou is None:
                 speed_for_iou = run

@@ -329,6 +329,13 @@ def source_label(run) -> str:
     return f"dump {dump}"
 
 
+def _topk_of(run):
+    meta = run.meta.get("iou", {})
+    entries = meta.get("runs") if isinstance(meta.get("runs"), list) else [meta]
+    cfg = entries[0].get("config") if entries and isinstance(entries[0], dict) else None
+    return cfg.get("topk") if isinstance(cfg, dict) else None
+
+
 def is_synthetic(run) -> bool:
     return source_label(run).startswith("synthetic")
 
@@ -359,7 +366,8 @@ def _draw_grid(ax, run, speed_run):
     worst = fid.sort_values("fidelity", kind="stable").iloc[0]
     what = (f"{'synthetic' if is_synthetic(run) else 'captured'}: IoU {best['fidelity']:.2f} at "
             f"{point_label(_point(fid, best))} down to {worst['fidelity']:.2f} at {point_label(_point(fid, worst))}")
-    ax.set_title(source_label(run), fontsize=9)
+    topk = _topk_of(run)
+    ax.set_title(source_label(run) + (f", top-k {topk}" if topk else ""), fontsize=9)
     ax.set_ylabel("HISA IoU with flat (mean over layers of the per-layer mean)")
     if len(have) < 2:
         if have.empty:
@@ -373,7 +381,7 @@ def _draw_grid(ax, run, speed_run):
             (line,) = ax.plot(part["blocks"], part["fidelity"], marker="o", label=label)
             line.set_gid(f"grid-fidelity|{label}")
             for r in part.dropna(subset=["speedup"]).itertuples():
-                ax.annotate(f"{r.speedup:.2g}x faster", (r.blocks, r.fidelity), textcoords="offset points",
+                ax.annotate(f"{r.speedup:.2g}x faster ({source.split(', ', 1)[-1]})", (r.blocks, r.fidelity), textcoords="offset points",
                             xytext=(5, -10), fontsize=7)
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(sorted(fid["blocks"].unique())))
@@ -436,4 +444,5 @@ def grid_pareto(run, speed_run=None, others=()):
     fig.suptitle("HISA fidelity over the (block size B, blocks kept m) grid; up (and right) is better")
     caption(fig, "More blocks kept buy fidelity: " + "; ".join(whats) + ".")
     footer(fig, runs)
+    fig.hisa_bench_runs = runs     # the summary lists every run a page drew from
     return fig, notes

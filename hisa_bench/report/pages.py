@@ -216,11 +216,15 @@ def _env_lines(run) -> list[str]:
     if isinstance(meta.get("config"), dict):
         fields.append(("config", json.dumps(meta["config"], sort_keys=True, default=str)))
     elif isinstance(meta.get("runs"), list):   # an iou grid: one config per grid point
-        configs = [r.get("config") for r in meta["runs"] if isinstance(r, dict)]
-        for i, cfg in enumerate(configs[:8]):
-            fields.append((f"config {i + 1}", json.dumps(cfg, sort_keys=True, default=str)))
-        if len(configs) > 8:
-            fields.append(("", f"... and {len(configs) - 8} more grid points (iou.json)"))
+        configs = [r.get("config") for r in meta["runs"] if isinstance(r, dict) and isinstance(r.get("config"), dict)]
+        # what every point shares once, then only what differs, one short entry per point
+        keys = sorted({k for c in configs for k in c})
+        common = {k: configs[0].get(k) for k in keys if all(json.dumps(c.get(k), default=str) ==
+                                                           json.dumps(configs[0].get(k), default=str) for c in configs)}
+        fields.append(("config", json.dumps(common, sort_keys=True, default=str)))
+        varying = [k for k in keys if k not in common]
+        points = ["(" + ", ".join(f"{k}={c.get(k)}" for k in varying) + ")" for c in configs]
+        fields.append((f"{len(configs)} points", " ".join(points)))
     return [f"{run.kind} run {run.name}"] + [f"  {k:<11} {'-' if v is None else v}" for k, v in fields] + [""]
 
 

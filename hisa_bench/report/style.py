@@ -62,7 +62,7 @@ def new_figure(size=PAGE_SIZE) -> Figure:
 
 def caption(fig: Figure, text: str):
     """The one line under a figure that says what to conclude from it (above the source footer)."""
-    fig.text(0.5, 0.03, text, fontsize=9, style="italic", ha="center", va="bottom", wrap=True, gid="caption")
+    fig.text(0.5, 0.034, text, fontsize=9, style="italic", ha="center", va="bottom", wrap=True, gid="caption")
 
 
 def footer(fig: Figure, runs, extra: str = ""):
@@ -72,11 +72,21 @@ def footer(fig: Figure, runs, extra: str = ""):
         if run is None:
             continue
         commit = str(run.env.get("git_commit") or "unknown commit")
-        parts.append(f"{run.name} (GPU: {run.gpu}; commit {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''})")
-    text = "source: " + "; ".join(parts) if parts else "source: none"
+        parts.append(f"{run.name} ({run.gpu}; commit {commit[:8]}{'-dirty' if commit.endswith('-dirty') else ''})")
     if extra:
-        text += "  |  " + extra
-    fig.text(0.005, 0.006, text, fontsize=6.5, color="#444444", ha="left", va="bottom")
+        parts.append(extra)
+    # Pack the sources into lines that fit the page width (about 200 characters at this size).
+    lines, line = [], "source: " if parts else "source: none"
+    for i, part in enumerate(parts):
+        piece = ("" if i == 0 else "; ") + part
+        if len(line) + len(piece) > 200 and line.strip():
+            lines.append(line.rstrip())
+            line = "        " + part
+        else:
+            line += piece
+    lines.append(line)
+    fig.text(0.005, 0.004, "\n".join(lines[:2]) + (" ..." if len(lines) > 2 else ""), fontsize=6.5 if len(lines) == 1
+             else 6, color="#444444", ha="left", va="bottom", linespacing=1.1)
 
 
 def backend_key(name: str):
@@ -149,7 +159,7 @@ def _plain(value, _pos=None) -> str:
 # Tick mantissas tried in turn, sparse to dense, until at least MIN_TICKS fall inside the data.
 _TICK_MANTISSAS = ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0),
                    (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0))
-MIN_TICKS = 3
+MIN_TICKS = 4
 
 
 def log_ticks(low: float, high: float) -> list[float]:
