@@ -190,6 +190,11 @@ def log_ticks(low: float, high: float) -> list[float]:
     return sorted(set(best))
 
 
+def tick_label(v: float) -> str:
+    """0.35, 2, 500, 2000 (never 2e+03)."""
+    return f"{v:.0f}" if v >= 1000 else f"{v:.3g}"
+
+
 def plain_log_y(ax, base=10, suffix=""):
     """Log y axis labelled 0.4, 0.5, 1, 2, 5, 10 ... instead of 5x10^-1 (easier to read off), with
     ticks that cover the data however narrow its range. Call it after plotting."""
@@ -199,7 +204,7 @@ def plain_log_y(ax, base=10, suffix=""):
     if ticks:
         ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
         ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:.3g}{suffix}"))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: tick_label(v) + suffix))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
