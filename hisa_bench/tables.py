@@ -53,15 +53,15 @@ def console_for_tables(wide: bool = False):
 
 def build(title: str, columns: list[Column], rows: list[dict], *, wide: bool = False,
           section_key: str | None = None, caption: str | None = None):
-    """A rich Table of the chosen columns. section_key: a row field whose change draws a rule."""
+    """A printable group: the title line, a rich Table of the chosen columns, the caption line.
+    section_key: a row field whose change draws a rule."""
     from rich import box
     from rich.table import Table
 
     shown = [c for c in columns if wide or not c.wide]
     cells = [[c.cell(r) for c in shown] for r in rows]
     # No vertical rules: two spaces between columns is what lets the default set fit 80 columns.
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  padding=(0, 1), caption=caption, caption_justify="left", collapse_padding=True)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
     for i, c in enumerate(shown):
         if c.numeric:
             width = max([len(row[i]) for row in cells] + [len(c.header)])
@@ -71,7 +71,16 @@ def build(title: str, columns: list[Column], rows: list[dict], *, wide: bool = F
     for n, (r, row) in enumerate(zip(rows, cells)):
         last = n + 1 == len(rows) or (section_key is not None and rows[n + 1].get(section_key) != r.get(section_key))
         table.add_row(*row, end_section=last and section_key is not None)
-    return table
+    # Title and caption as lines of their own: inside the table they would wrap at the table's width,
+    # which is narrower than the terminal.
+    from rich.console import Group
+    from rich.text import Text
+
+    parts = [Text(title, style="italic")] if title else []
+    parts.append(table)
+    if caption:
+        parts.append(Text(caption, style="dim"))
+    return Group(*parts)
 
 
 def print_table(table, console=None):

@@ -166,6 +166,7 @@ def register(app: typer.Typer):
             if not str(value).strip():
                 raise HisaBenchError(f"{option}: expected a path, got an empty string")
         _check_engine_device(engine, device)
+        dev = resolve_device(device)      # before the dump is read: a missing GPU is said first
         if topk is None and block_size is None and blocks is None:
             longest = _longest_context(dump)
             topk, block_size, blocks = fitted_defaults(longest)
@@ -177,7 +178,6 @@ def register(app: typer.Typer):
         topk = DEFAULT_TOPK if topk is None else topk
         block_size = str(DEFAULT_BLOCK_SIZE if block_size is None else block_size)
         blocks = str(DEFAULT_BLOCKS if blocks is None else blocks)
-        dev = resolve_device(device)
         obj, results, folder = run_iou(
             dump_path=dump, topk=topk,
             block_sizes=int_list(block_size, "--block-size"), blocks=int_list(blocks, "--blocks"),

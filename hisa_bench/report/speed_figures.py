@@ -221,7 +221,10 @@ def stages(run):
         (line,) = ax.plot(x, rows["median_ms"], linestyle="none", marker="_", markersize=18, color="black",
                           markeredgewidth=2, label="end-to-end median")
         line.set_gid(f"stages|{mode}|median")
-        ax.set_xticks(x, labels, fontsize=7 if len(x) > 6 else None)
+        if len(x) > 8:   # many bars: one line per label, turned, so that neighbours do not overlap
+            ax.set_xticks(x, [l.replace("\n", " ") for l in labels], fontsize=6.5, rotation=90)
+        else:
+            ax.set_xticks(x, labels, fontsize=7 if len(x) > 6 else None)
         ax.set_xlabel("context length L" + (" / decode batch b" if mode == "decode" else ""))
         ax.set_ylabel("time per call (ms, stage medians)")
         ax.set_title(f"{mode}")
