@@ -40,7 +40,7 @@ def register(app: typer.Typer):
                 on_total=lambda n: progress.update(task, total=n),
                 on_page=lambda name: progress.update(task, advance=1, description=f"drawing {name}"))
         for note in result.notes:
-            print(f"hisa-bench report: not drawn or skipped: {note}", file=sys.stderr)
+            print(f"hisa-bench report: note: {note}", file=sys.stderr)
         if fmt == "json":
             print(json.dumps({"pdf": str(result.pdf), "pngs": [str(p) for p in result.pngs],
                               "pages": [name for name, _ in result.pages],

@@ -74,7 +74,9 @@ def make_pages(runs: dict):
                 continue
             notes.extend(why)
             if why_not:
-                notes.append(f"{name}: drawn from {run.name}; newer run(s) skipped: " + "; ".join(why_not))
+                shown = list(dict.fromkeys(why_not))
+                notes.append(f"{name}: drawn from {run.name}, the newest run with its data; skipped newer: "
+                             + "; ".join(shown[:2]) + (f" (and {len(shown) - 2} more)" if len(shown) > 2 else ""))
             figures.append((name, fig))
             used.setdefault(run.name, run)
             for other in getattr(fig, "hisa_bench_runs", ()):
