@@ -127,15 +127,22 @@ def test_interrupted_report_leaves_the_old_one_whole(monkeypatch, tmp_path):
 def test_sigint_stops_a_real_process(tmp_path):
     out = tmp_path / "runs"
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # SIGINT as a terminal delivers it: a test runner started in the background may have inherited
+    # "ignore SIGINT", and Python keeps an ignored SIGINT ignored.
     proc = subprocess.Popen([sys.executable, "-m", "hisa_bench", "speed", "--device", "cpu", "--lengths", "16k",
                              "--mode", "prefill", "--out", str(out)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_dir() and any(out.iterdir())) and proc.poll() is None:
         time.sleep(0.2)     # wait until the run has started: its temporary run folder exists
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "hisa-bench: interrupted"
     assert "Traceback" not in stderr and stdout == ""
