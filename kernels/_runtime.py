@@ -25,6 +25,12 @@ def next_pow2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
+def padded_dim(D: int, esize: int) -> int:
+    """Head dim padded for tl.dot: a power of two, at least 16 (32 for 1-byte fp8 operands, whose
+    tensor-core products take K >= 32); the padding loads as zeros."""
+    return max(32 if esize == 1 else 16, next_pow2(D))
+
+
 def fp8_dtype():
     return torch.float8_e4m3fn
 

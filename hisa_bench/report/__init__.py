@@ -12,7 +12,7 @@ from .loading import KINDS, all_runs, kind_of, latest_runs, load_run, load_runs
 # Which pages come from which run kinds, in report order; the summary comes first, the
 # environment last.
 _WHAT_NEEDS = {
-    "speed": "latency, speedup, stage breakdown and throughput pages",
+    "speed": "latency, speedup, stage breakdown, throughput and inputs pages",
     "iou": "IoU per layer, IoU by position and grid pages",
     "needle": "needle heatmap",
 }
@@ -34,10 +34,12 @@ def _as_candidates(runs: dict) -> dict:
 
 # Figure pages in report order: (page name, run kind, drawing function, takes the speed run too).
 def _plan():
-    from . import iou_figures, needle_figures, speed_figures
+    from . import inputs_figures, iou_figures, needle_figures, speed_figures
 
     return [("latency", "speed", speed_figures.latency, False), ("speedup", "speed", speed_figures.speedup, False),
             ("stages", "speed", speed_figures.stages, False), ("throughput", "speed", speed_figures.throughput, False),
+            ("inputs", "speed", inputs_figures.inputs_compare, False),
+            ("topk", "topk", inputs_figures.topk_page, False),
             ("iou_layers", "iou", iou_figures.iou_layers, True),
             ("iou_position", "iou", iou_figures.iou_position, True),
             ("grid", "iou", iou_figures.grid_pareto, True),
@@ -55,7 +57,7 @@ def make_pages(runs: dict):
 
     candidates = _as_candidates(runs)
     notes = []
-    for kind in KINDS:
+    for kind in _WHAT_NEEDS:        # a topk run is optional: without one, there is no topk page, silently
         if kind not in candidates:
             notes.append(f"no {kind} run: left out: {_WHAT_NEEDS[kind]}")
     used = {}          # run name -> Run, in the order first used

@@ -28,7 +28,7 @@ PDF_METADATA = {
 PNG_METADATA = {"Software": "hisa-bench report"}
 # PNGs of earlier reports that this report may replace (see write_pages: stale ones are removed).
 PAGE_NAME = re.compile(r"^(summary|environment|latency|speedup|stages|throughput|iou_layers|iou_position|grid"
-                       r"|needle)(-\d+)?\.png$")
+                       r"|needle|inputs|topk)(-\d+)?\.png$")
 
 
 def render_pdf(figures) -> bytes:

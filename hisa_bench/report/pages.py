@@ -67,7 +67,8 @@ def _speed_summary(run) -> list[str]:
             at = at.assign(_k=at["backend"].map(backend_key)).sort_values(
                 ["_k"] + [c for c in ("block_size", "blocks") if c in at.columns], kind="stable")
             for _, r in at.iterrows():
-                body.append([mode, fmt_len(r["length"]), int(r["batch"]), r["backend"], _config_label(r) or "-",
+                body.append([mode, fmt_len(r["length"]), int(r["batch"]), r["backend"],
+                             ", ".join(x for x in (_config_label(r), str(r.get("inputs") or "").strip()) if x) or "-",
                              fmt_num(r["median_ms"], 4), fmt_num(r.get("speedup"), 3) + ("x" if pd.notna(r.get("speedup")) else ""),
                              fmt_num(r.get("tflops"), 4), fmt_num(r.get("gbps"), 4)])
     if body:
@@ -168,8 +169,10 @@ def _needle_summary(run) -> list[str]:
 
 def summary_pages(runs: dict, notes: list[str], extra=()) -> list:
     lines = ["Runs read (each page from the newest run that has its data, unless runs are named):"]
-    for kind in ("speed", "iou", "needle"):
+    for kind in ("speed", "topk", "iou", "needle"):
         run = runs.get(kind)
+        if run is None and kind == "topk":
+            continue
         if run is None:
             lines.append(f"  {kind:<7} none")
             continue
@@ -180,6 +183,8 @@ def summary_pages(runs: dict, notes: list[str], extra=()) -> list:
     lines.append("")
     if "speed" in runs:
         lines += _speed_summary(runs["speed"]) + [""]
+    if "topk" in runs:
+        lines += _speed_summary(runs["topk"]) + [""]
     if "iou" in runs:
         lines += _iou_summary(runs["iou"], runs.get("speed")) + [""]
     if "needle" in runs:

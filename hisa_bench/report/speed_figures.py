@@ -43,6 +43,13 @@ def series(frame: pd.DataFrame, mode: str):
     (block_size, blocks). Yields (label, backend, index within backend, rows sorted by length)."""
     rows = frame[frame["mode"] == mode]
     out = []
+    kinds = _input_kinds(rows)
+    if len(kinds) > 1:      # one series per (backend, inputs): rows timed on different tensors never merge
+        for kind in kinds:
+            for label, backend, sub, g in series(rows[rows["inputs"].astype(str).str.strip() == kind].drop(
+                    columns="inputs"), mode):
+                out.append((f"{label} [{kind}]", backend, sub * len(kinds) + kinds.index(kind), g))
+        return out
     for backend in sorted(rows["backend"].unique(), key=backend_key):
         per_backend = rows[rows["backend"] == backend]
         batches = sorted(per_backend["batch"].unique()) if mode == "decode" else [None]
@@ -62,6 +69,14 @@ def series(frame: pd.DataFrame, mode: str):
                 out.append((label, backend, sub, group.drop_duplicates("length", keep="last").sort_values("length")))
                 sub += 1
     return out
+
+
+def _input_kinds(frame) -> list[str]:
+    """The input kinds (speed.csv `inputs`) of these rows: random, structured, then the rest."""
+    if "inputs" not in frame.columns:
+        return []
+    from .inputs_figures import input_key
+    return sorted({str(x).strip() for x in frame["inputs"] if str(x).strip()}, key=input_key)
 
 
 def _cfg_sort_key(cfg: str):
@@ -198,7 +213,7 @@ def stages(run):
         rows = hisa[hisa["mode"] == mode]
         sort_cols = ["length", "batch"] + [c for c in ("block_size", "blocks") if c in rows.columns]
         rows = rows.sort_values(sort_cols, kind="stable")
-        many_cfg = rows.duplicated(["length", "batch"]).any()
+        many_cfg = rows.duplicated(["length", "batch"] + (["inputs"] if "inputs" in rows.columns else [])).any()
         labels = []
         for _, r in rows.iterrows():
             label = fmt_len(r["length"])
@@ -206,6 +221,8 @@ def stages(run):
                 label += f"\nb={int(r['batch'])}"
             if many_cfg:
                 label += "\n" + _config_label(r)
+            if len(_input_kinds(rows)) > 1:
+                label += "\n" + str(r["inputs"]).strip()
             labels.append(label)
         x = list(range(len(rows)))
         bottom = [0.0] * len(rows)
