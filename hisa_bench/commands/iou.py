@@ -107,12 +107,17 @@ def _longest_context(dump_path) -> int:
 
 
 def _check_engine_device(engine: str, device: str):
-    """Our kernels on a CPU run through the Triton interpreter: minutes per layer for what the
-    reference engine computes in seconds. Refuse, naming the options that work."""
+    """Our kernels run compiled on a GPU when there is one; without one they run through the Triton
+    interpreter: minutes per layer for what the reference engine computes in seconds. Refuse then,
+    naming the option that works."""
     from ..errors import HisaBenchError
 
-    if engine == "kernels" and device != "cuda":
-        raise HisaBenchError("--engine kernels needs --device cuda: on a CPU our kernels run through the Triton "
+    if engine != "kernels":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise HisaBenchError("--engine kernels needs a CUDA GPU: without one our kernels run through the Triton "
                              "interpreter (minutes per layer); use --engine reference, which gives the same "
                              "figures from float64 scores")
 
