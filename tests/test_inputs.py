@@ -222,7 +222,7 @@ BAD = [
     (["--inputs", "window"], "'window' is a row kind of --mode topk"),
     (["--inputs", "/nonexistent/dump.pt"], "/nonexistent/dump.pt: no such file"),
     (["--inputs", "DUMP", "--lengths", "512"], "the dump has 256 keys: lengths up to 256 with these inputs, got 512"),
-    (["--inputs", "GARBAGE"], "not a readable torch dump"),
+    (["--inputs", "GARBAGE"], "not a dump: it is"),
     (["--inputs", ","], "--inputs: expected a comma list"),
     (["--mode", "topk,chunk"], "--mode topk times the row top-k alone"),
     (["--mode", "topk", "--inputs", "DUMP", "--lengths", "1k"], "lengths up to 256"),

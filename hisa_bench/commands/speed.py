@@ -60,7 +60,7 @@ def register(app: typer.Typer):
                                     "taking (q, k, w, ks, ke, k_scale, *, topk, block_size, blocks) and returning "
                                     "int32 [T, topk] positions (docs: hisa_bench/backends.py)."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
-        out: Path = typer.Option(Path("reports/runs"), help="Parent folder of the run folder."),
+        out: str = typer.Option("reports/runs", help="Parent folder of the run folder."),
         device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter "
                                     "(also on a machine with a GPU: the command interprets the kernels then)."),
         seed: int = typer.Option(0, help="Seed of the synthetic inputs."),
@@ -70,6 +70,8 @@ def register(app: typer.Typer):
         stages: bool = typer.Option(True, help="Also time each stage (HISA: pool, block scores, block top-k, "
                                     "token scores, token top-k)."),
         tag: Optional[str] = typer.Option(None, help="Suffix of the run folder name (letters, digits, . _ -)."),
+        wide: bool = typer.Option(False, "--wide", help="Every column in the table (p20-p80, TFLOP/s, stages); "
+                                  "CSV and JSON always have them."),
     ):
         """Time flat, HISA and block-sparse selection (and your backends) across context lengths, after
         checking each one's accuracy. Writes a run folder with speed.csv, speed.json and env.json.
@@ -77,6 +79,12 @@ def register(app: typer.Typer):
         Without a GPU, --device cpu runs tiny shapes through the Triton interpreter (not GPU timings)."""
         if fmt not in ("table", "json", "csv"):
             raise HisaBenchError(f"--format must be table, json or csv, got {fmt!r}")
+        if not str(out).strip():
+            raise HisaBenchError("--out: expected a folder, got an empty string")
+        out = Path(out)
+        if not backend.strip(" ,"):
+            raise HisaBenchError("--backend: expected backend names (flat, hisa, block-sparse, flat-torch or "
+                                 "module:function), got an empty string")
         if device not in ("cuda", "cpu"):
             raise HisaBenchError(f"--device must be cuda or cpu, got {device!r}")
         if device == "cpu":
@@ -137,7 +145,7 @@ def register(app: typer.Typer):
             raise NoGpuError("no CUDA GPU found: `hisa-bench speed` times GPU kernels; use --device cpu for a tiny "
                              "interpreter run")
         use_kernels_on(device)
-        _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms)
+        _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms, wide)
 
 
 def prefer_interpreter():
@@ -186,7 +194,7 @@ def _validate(cfg, backend_names):
                              f"{2 * min(cfg.block_sizes)} with --block-size {min(cfg.block_sizes)}")
 
 
-def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
+def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms, wide):
     from rich.console import Console
     from ..progress import progress_bar
 
@@ -247,7 +255,7 @@ def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
     elif topk_mode:
         topk_speed.print_table(rows, interp)
     else:
-        _print_table(rows, interp)
+        _print_table(rows, interp, wide)
 
 
 def _frame(rows):
@@ -265,29 +273,43 @@ def _frame(rows):
     return frame
 
 
-def _print_table(rows, interp):
-    from rich.console import Console
-    from rich.table import Table
+def _stages_text(r):
+    text = " ".join(f"{k[6:-3]}={r[k]:.3f}" for k in r if k.startswith("stage_") and r[k] is not None)
+    if r.get("pool_update_ms") is not None:
+        text += f" pool_update={r['pool_update_ms']:.4f}"
+    return text
+
+
+def speed_columns():
+    """The table's columns, in order; `wide` ones only with --wide. Add a column here."""
+    from ..tables import Column, sig
+
+    def ok(fn):
+        return lambda r: fn(r) if r["status"] == "ok" else "-"
+
+    return [
+        Column("mode", lambda r: r["mode"], numeric=False),
+        Column("L", lambda r: _fmt_len(r["length"])),
+        Column("batch", lambda r: str(r["batch"])),
+        Column("backend", lambda r: r["backend"] + (f" [{r['inputs']}]" if r.get("inputs") else ""), numeric=False),
+        Column("B/m", lambda r: f"{r['block_size']}/{r['blocks']}" if r.get("block_size") else "-"),
+        Column("median ms", ok(lambda r: f"{r['median_ms']:.3f}")),
+        Column("p20-p80 ms", ok(lambda r: f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}"), wide=True),
+        Column("TFLOP/s", ok(lambda r: sig(r.get("tflops"))), wide=True),
+        Column("speedup", ok(lambda r: f"{r.get('speedup', float('nan')):.2f}x")),
+        Column("stages ms", ok(_stages_text), numeric=False, wide=True),
+        # a rate above the GPU's measured ceiling means a broken measurement: said in the default columns
+        Column("status", lambda r: r["status"] + (" above ceiling!" if r.get("tflops_flag") else "")
+               + (f" ({r['note']})" if r.get("note") else ""), numeric=False),
+    ]
+
+
+def _print_table(rows, interp, wide=False):
+    from ..tables import build, console_for_tables, wide_hint
 
     title = "hisa-bench speed" + ("  [CPU / Triton interpreter: NOT GPU timings]" if interp else "")
-    t = Table(title=title)
-    for c in ("mode", "L", "batch", "backend", "B/m", "median ms", "p20-p80", "TFLOP/s", "speedup", "stages ms", "status"):
-        t.add_column(c, justify="right" if c not in ("mode", "backend", "status", "stages ms") else "left")
-    for r in rows:
-        ok = r["status"] == "ok"
-        stages = " ".join(f"{k[6:-3]}={r[k]:.3f}" for k in r if k.startswith("stage_") and r[k] is not None) if ok else ""
-        if ok and r.get("pool_update_ms") is not None:
-            stages += f" pool_update={r['pool_update_ms']:.4f}"
-        t.add_row(r["mode"], _fmt_len(r["length"]), str(r["batch"]), r["backend"] + (f" [{r['inputs']}]" if r.get("inputs") else ""),
-                  f"{r['block_size']}/{r['blocks']}" if r.get("block_size") else "-",
-                  f"{r['median_ms']:.3f}" if ok else "-",
-                  f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}" if ok else "-",
-                  (f"{r['tflops']:.0f}" + (" (above ceiling!)" if r.get("tflops_flag") else "")) if ok else "-",
-                  f"{r.get('speedup', float('nan')):.2f}x" if ok else "-",
-                  stages, r["status"] + (f" ({r['note']})" if r.get("note") else ""))
-    # piped output has no terminal width: keep every column readable rather than 80 wide
-    console = Console() if sys.stdout.isatty() else Console(width=180)
-    console.print(t)
+    cols = speed_columns()
+    console_for_tables(wide).print(build(title, cols, rows, wide=wide, caption=wide_hint(cols, wide)))
 
 
 def _fmt_len(n):

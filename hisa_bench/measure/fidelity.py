@@ -1,6 +1,6 @@
 """How faithful HISA and block-sparse selections are to the flat indexer, per query and per layer.
 
-Follows shared/spec/indexer-semantics.md ("Fidelity metrics"): per query F is the flat top-k and
+Follows docs/semantics.md ("Fidelity metrics"): per query F is the flat top-k and
 S an approximate selection, both over the keys the query sees (ks..ke-1; plain causal dumps:
 0..q_pos inclusive).
 

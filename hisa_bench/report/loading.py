@@ -246,6 +246,22 @@ def latest_runs(runs_dir) -> list[Path]:
     return [newest[k][1] for k in KINDS if k in newest]
 
 
+def all_runs(runs_dir) -> list[Path]:
+    """Every run folder under runs_dir, grouped by kind (speed, iou, needle), newest first within a
+    kind; hidden temporary folders of unfinished runs are skipped."""
+    latest_runs(runs_dir)   # the same errors for a missing or empty folder
+    found = []
+    for entry in Path(runs_dir).iterdir():
+        m = RUN_NAME.match(entry.name)
+        if m and entry.is_dir():
+            found.append((KINDS.index(m.group(1)), m.group(2), entry.name, entry))
+    found.sort(key=lambda t: (t[0], t[1], t[2]))
+    out = []
+    for kind in range(len(KINDS)):
+        out += [t[3] for t in reversed([t for t in found if t[0] == kind])]
+    return out
+
+
 def load_runs(paths) -> dict[str, Run]:
     """Load the given run folders, one per kind, keyed by kind."""
     runs: dict[str, Run] = {}
