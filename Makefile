@@ -29,6 +29,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m hisa_bench.cli demo
+	@echo ""
+	@echo "hisa-bench is installed in $(VENV), not on your PATH: run $(VENV)/bin/hisa-bench --help,"
+	@echo "or 'source $(VENV)/bin/activate' once per shell and then hisa-bench --help."
 
 test: $(STAMP)
 	$(PY) -m pytest -q

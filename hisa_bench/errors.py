@@ -10,3 +10,21 @@ class HisaBenchError(Exception):
 
 class NoGpuError(HisaBenchError):
     exit_code = 3
+
+
+def path_option(value, option: str):
+    """A path given on the command line; an empty string is an error (as a Path it would silently
+    mean the current folder)."""
+    from pathlib import Path
+
+    if value is None:
+        return None
+    if not str(value).strip():
+        raise HisaBenchError(f"{option}: expected a path, got an empty string")
+    return Path(value)
+
+
+def check_format(fmt: str, allowed=("text", "json")) -> str:
+    if fmt not in allowed:
+        raise HisaBenchError(f"--format: expected {' or '.join(allowed)}, got {fmt!r}")
+    return fmt

@@ -7,10 +7,15 @@ from __future__ import annotations
 import torch
 
 
-def selection_errors(sel, scores_rel, base, row_len, k: int, *, rtol=1e-3, atol=1e-4, max_report=3):
+def selection_errors(sel, scores_rel, base, row_len, k: int, *, rtol=1e-3, atol=1e-4, max_report=3,
+                     expected=None):
     """List of problems (empty when correct). sel int32 [T, k] absolute positions / -1;
     scores_rel [T, W] reference scores in relative layout (entry j is position base + j, valid for
-    j < row_len and score > -inf)."""
+    j < row_len and score > -inf).
+
+    The number of positions a row must hold is min(k, its valid entries), or expected[t] when
+    given (a caller that knows the count from the semantics while seeing only part of the
+    candidates). It never comes from the selection itself: a row of -1 is as wrong as a bad key."""
     problems = []
     sel = sel.detach().to("cpu", torch.int64)
     scores = scores_rel.detach().to("cpu", torch.float64)
@@ -23,7 +28,7 @@ def selection_errors(sel, scores_rel, base, row_len, k: int, *, rtol=1e-3, atol=
     for t in range(T):
         row = sel[t]
         chosen = row[row >= 0]
-        want = int(min(k, n_valid[t]))
+        want = int(min(k, n_valid[t])) if expected is None else int(expected[t])
         if chosen.numel() != want:
             problems.append(f"row {t}: {chosen.numel()} selected, expected {want}")
         if bool((row < -1).any()):
@@ -37,8 +42,9 @@ def selection_errors(sel, scores_rel, base, row_len, k: int, *, rtol=1e-3, atol=
         if not bool(valid[t, rel].all()):
             problems.append(f"row {t}: selected an invalid (-inf) entry")
             continue
-        if want:
-            kth = torch.topk(torch.where(valid[t], scores[t], float("-inf")), want).values[-1]
+        n_ref = int(min(want, n_valid[t]))
+        if n_ref and chosen.numel():     # (an empty row has no chosen score to compare)
+            kth = torch.topk(torch.where(valid[t], scores[t], float("-inf")), n_ref).values[-1]
             worst = scores[t, rel].min()
             if worst < kth - (atol + rtol * abs(float(kth))):
                 problems.append(f"row {t}: chosen score {float(worst):.6g} below the k-th best {float(kth):.6g}")

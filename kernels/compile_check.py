@@ -4,12 +4,20 @@ The interpreter runs the kernels' logic on a CPU but never compiles them; this c
 the compiler rejects (constexpr misuse, unsupported layouts, shared-memory overflow) before any GPU
 time is spent.
 
-    TRITON_INTERPRET=0 python -m kernels.compile_check
+    TRITON_INTERPRET=0 python -m kernels.compile_check [--grid]
+
+Shared memory is checked against Hopper's per-block limit and, with ptxas at hand, registers and
+spills are reported: --grid covers every (H, D, dtype) the API accepts, with the configs the
+launchers choose for that shape.
 """
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 
 os.environ["TRITON_INTERPRET"] = "0"   # before kernels import: compile, don't interpret
 
@@ -18,13 +26,52 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 
+SMEM_LIMIT = 232448      # bytes of shared memory one block may use on an H100 / H200
+
+
 def _compile(fn, sig: dict, consts: dict, num_warps=4, num_stages=3, cc=90):
     signature = dict(sig)
     for name in consts:
         signature[name] = "constexpr"
-    src = ASTSource(fn=fn, signature=signature, constexprs=consts)
+    # As the JIT specialises a launch on aligned tensors whose strides are multiples of 16: that
+    # enables vectorised, asynchronous (pipelined) loads, the variant that needs the most shared
+    # memory. Without these hints the compiler does not pipeline and the figures are too low.
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in sig}
+    src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps,
                                                                         "num_stages": num_stages})
+
+
+def _ptxas(cc=90):
+    """The ptxas this Triton compiles sm_<cc> with (its versions pick different ones)."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        path = get_ptxas(cc).path
+        if path and os.path.isfile(path):
+            return path
+    except Exception:  # an older or newer layout: fall back to the bundled or installed one
+        pass
+    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    return path if os.path.isfile(path) else shutil.which("ptxas")
+
+
+def registers(kernel, cc=90):
+    """(registers per thread, spill store bytes) from ptxas -v on the kernel's PTX, or (None, None)
+    when no ptxas is at hand. (The GPU driver reports n_spills at load time; without a GPU, ptxas
+    is asked the same question.)"""
+    ptxas = _ptxas(cc)
+    if not ptxas:
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(kernel.asm["ptx"])
+        proc = subprocess.run([ptxas, f"-arch=sm_{cc}a", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
+                              capture_output=True, text=True)
+    regs = re.search(r"Used (\d+) registers", proc.stderr)
+    spills = re.search(r"(\d+) bytes spill stores", proc.stderr)
+    return (int(regs.group(1)) if regs else None), (int(spills.group(1)) if spills else 0)
 
 
 def cases():
@@ -49,18 +96,12 @@ def cases():
         Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
         stride_ot="i32"), dict(H=128, D=256, HP=128, DP=256, BS=256, BLOCKS_PER_PROG=16, HAS_SCALE=False,
-                               UPCAST=False), 4, 3
-    for cap, nw, has_map, nseg in ((8192, 16, False, 32), (8192, 16, True, 1), (1024, 8, False, 1)):
+                               UPCAST=False, SUB=32), 8, 2
+    for cap, nw, has_map in ((8192, 2, False), (8192, 8, True), (1024, 8, False), (16, 4, False)):
         yield f"topk CAP{cap} map={has_map}", topk._topk_kernel, dict(
-            S="*fp32", ROW_LEN="*i32", BASE="*i32", MAP="*i32", OUT="*i32", SCR_K="*i32", SCR_I="*i32",
-            SCR_C="*i32", SCR_V="*i32", k="i32", stride_s="i32", stride_m="i32", stride_o="i32"), dict(
-            CAP=cap, SEG=4096, SLOTS=cap // nseg, NSEG_P=nseg, TILE=4096, K_PAD=2048, HAS_BASE=not has_map,
-            HAS_MAP=has_map, MAP_BS=128), nw, 3
-    yield "topk sample threshold", topk._sample_threshold_kernel, dict(
-        S="*fp32", ROW_LEN="*i32", T_LO="*i32", k="i32", stride_s="i32"), dict(CAP=8192, SAMPLE=4096), 8, 3
-    yield "topk compact", topk._compact_kernel, dict(
-        S="*fp32", ROW_LEN="*i32", T_LO="*i32", SCR_K="*i32", SCR_I="*i32", SCR_C="*i32", SCR_V="*i32",
-        stride_s="i32"), dict(CAP=8192, SEG=4096, SLOTS=256, NSEG_P=32), 4, 3
+            S="*fp32", ROW_LEN="*i32", BASE="*i32", MAP="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
+            k="i32", stride_s="i32", stride_m="i32", stride_o="i32"), dict(
+            CAP=cap, TILE=1024, K_PAD=2048, HAS_BASE=not has_map, HAS_MAP=has_map, MAP_BS=128), nw, 3
     yield "pool mean fp8", pooling._pool_mean_kernel, dict(
         K="*fp8e4nv", K_SCALE="*fp32", OUT="*fp8e4nv", OUT_SCALE="*fp32", BLOCK_IDS="*i32", N="i32",
         stride_kn="i32", stride_on="i32", FIRST_BLOCK="i32"), dict(D=128, DP=128, BS=128, ROWS=128, HAS_SCALE=True,
@@ -69,19 +110,104 @@ def cases():
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
         stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BS=128, BLOCKS_PER_PROG=64, HAS_SCALE=True,
-                               UPCAST=False), 4, 3
+                               UPCAST=False, SUB=128), 4, 3
 
 
-def main():
+GRID_H = (1, 4, 16, 32, 64, 128)
+GRID_D = (16, 64, 128, 192, 256)
+DTYPES = {"fp8": ("fp8e4nv", 1), "bf16": ("bf16", 2), "fp32": ("fp32", 4)}
+# fp32 (tf32 tensor cores; the API takes it, nothing tuned for it): the widest tiles only
+FP32_GRID = dict(heads=(1, 16, 128), dims=(128, 256), dtypes=("fp32",))
+
+
+def _score_sig(t):
+    return dict(Q=f"*{t}", K=f"*{t}", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
+                T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
+                stride_wt="i32", stride_ot="i32")
+
+
+def _gather_sig(t):
+    return dict(Q=f"*{t}", K=f"*{t}", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32",
+                OUT="*fp32", M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32",
+                stride_kept="i32", stride_ot="i32")
+
+
+def grid_cases(heads=GRID_H, dims=GRID_D, dtypes=("fp8", "bf16"), block_sizes=(128,)):
+    """Every kernel config the launchers choose for (H, D, dtype): the flat score kernel for a
+    query chunk (keys shared by its queries) and for decode (one query per program), the HISA
+    gather kernel, and pooling."""
+    from kernels import flat_scores, gather_scores, pooling
+    from kernels._runtime import next_pow2, padded_dim
+
+    for dtype in dtypes:
+        t, es = DTYPES[dtype]
+        fp8 = dtype == "fp8"
+        for H in heads:
+            for D in dims:
+                hp, dp = next_pow2(H), padded_dim(D, es)
+                chunk = flat_scores._config(hp, fp8, dp, es)
+                decode = dict(chunk, BLOCK_Q=max(1, 16 // hp))
+                for what, cfg in (("chunk", chunk), ("decode", decode)):
+                    cfg = dict(cfg)
+                    nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
+                    yield (f"flat_scores {dtype} H{H} D{D} {what}", flat_scores._flat_scores_kernel, _score_sig(t),
+                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=False, UPCAST=False, **cfg),
+                           nw, ns)
+                ghp = max(16, hp)
+                for bs in block_sizes:
+                    cfg = gather_scores.gather_config(4096, 64, ghp, dp, es, bs)
+                    nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
+                    yield (f"gather_scores {dtype} H{H} D{D} B{bs}", gather_scores._gather_scores_kernel,
+                           _gather_sig(t), dict(H=H, D=D, HP=ghp, DP=dp, BS=bs, HAS_SCALE=fp8, UPCAST=False, **cfg),
+                           nw, ns)
+            for D in dims if H == heads[0] else ():
+                dp = max(16, next_pow2(D))
+                yield (f"pool mean {dtype} D{D}", pooling._pool_mean_kernel, dict(
+                    K=f"*{t}", K_SCALE="*fp32", OUT=f"*{t}", OUT_SCALE="*fp32", BLOCK_IDS="*i32", N="i32",
+                    stride_kn="i32", stride_on="i32", FIRST_BLOCK="i32"), dict(
+                    D=D, DP=dp, BS=128, ROWS=min(128, max(16, 16384 // dp)), HAS_SCALE=fp8, QUANT=fp8,
+                    HAS_IDS=False), 8, 3)
+
+
+def check(case_list, *, spills=True, out=print):
+    """Compile each case; fail on a compile error or more shared memory than SMEM_LIMIT. Prints
+    one line per kernel: shared memory, registers, spilled bytes. Returns the number of failures."""
     failed = 0
-    for name, fn, sig, consts, nw, ns in cases():
+    for name, fn, sig, consts, nw, ns in case_list:
         try:
             k = _compile(fn, sig, consts, nw, ns)
-            print(f"ok    {name}: {k.metadata.shared} B shared memory")
         except Exception as e:  # report every kernel, then fail
             failed += 1
             msg = str(e).strip().splitlines()
-            print(f"FAIL  {name}: {msg[-1] if msg else type(e).__name__}")
+            out(f"FAIL  {name}: {msg[-1] if msg else type(e).__name__}")
+            continue
+        shared = k.metadata.shared
+        regs, spilled = registers(k) if spills else (None, None)
+        use = f"{shared} B shared memory, warps {nw}, stages {ns}" + (
+            f", {regs} registers, {spilled} B spilled" if regs is not None else "")
+        tiles = {c: consts[c] for c in ("BLOCK_Q", "BLOCK_N", "SUB", "BLOCKS_PER_PROG") if c in consts}
+        if tiles:
+            use += " " + " ".join(f"{c}={v}" for c, v in tiles.items())
+        if shared > SMEM_LIMIT:
+            failed += 1
+            out(f"FAIL  {name}: {use} (over the {SMEM_LIMIT} B limit)")
+        else:
+            out(f"ok    {name}: {use}" + ("  SPILLS" if spilled else ""))
+    return failed
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--grid", action="store_true",
+                    help=f"also every H in {GRID_H} x D in {GRID_D}, fp8 and bf16 (and a few fp32 shapes), "
+                         "with the configs the launchers pick")
+    ap.add_argument("--no-spills", action="store_true", help="skip ptxas (registers and spills)")
+    args = ap.parse_args(argv)
+    failed = check(list(cases()), spills=not args.no_spills)
+    if args.grid:
+        failed += check(list(grid_cases()) + list(grid_cases(**FP32_GRID)), spills=not args.no_spills)
     return 1 if failed else 0
 
 

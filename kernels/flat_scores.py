@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._runtime import INTERPRETED, next_pow2
+from ._runtime import INTERPRETED, next_pow2, padded_dim
 
 
 @triton.jit
@@ -47,7 +47,7 @@ def _flat_scores_kernel(
     row_ok = (t_row < T) & (h_row < H)
     d = tl.arange(0, DP)
     d_ok = d < D
-    q = tl.load(Q + t_row[:, None] * stride_qt + h_row[:, None] * stride_qh + d[None, :],
+    q = tl.load(Q + t_row[:, None].to(tl.int64) * stride_qt + h_row[:, None] * stride_qh + d[None, :],
                 mask=row_ok[:, None] & d_ok[None, :], other=0.0)
     if UPCAST:  # the interpreter computes low-precision arithmetic wrongly: work in float32
         q = q.to(tl.float32)
@@ -63,10 +63,17 @@ def _flat_scores_kernel(
     n_begin = (lo // BLOCK_N) * BLOCK_N + pid_s * SPLIT_N
     n_end = tl.minimum(hi, n_begin + SPLIT_N)
 
+    # Key offsets n * D pass 2^31 in a large packed cache (decode, 128K x 160 sequences): the tile's
+    # base pointer advances in 64-bit, once per tile; the in-tile offsets stay 32-bit and
+    # loop-invariant, so the inner loop does no 64-bit multiply.
+    r = tl.arange(0, BLOCK_N)
+    k_in_tile = r[:, None] * stride_kn + d[None, :]
+    k_tile = K + n_begin.to(tl.int64) * stride_kn
     for n0 in range(n_begin, n_end, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
+        n = n0 + r
         n_ok = n < N_KEYS
-        kt = tl.load(K + n[:, None] * stride_kn + d[None, :], mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        kt = tl.load(k_tile + k_in_tile, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        k_tile += BLOCK_N * stride_kn
         if UPCAST:
             kt = kt.to(tl.float32)
         if KEYS_AS_A:
@@ -88,12 +95,49 @@ def _flat_scores_kernel(
         tl.store(OUT + tq[None, :].to(tl.int64) * stride_ot + rel, s, mask=vis)
 
 
-# Tuned on an H200 (docs/performance.md: 256 query-head rows x 64 keys per step won for fp8 and
-# bf16); the interpreter gets one small pinned config.
-def _config(hp: int, fp8: bool = True):
+# Hopper's shared memory per block (H100 / H200: 227 KB). The budget keeps 32 KB for what the
+# compiler adds (barriers, layout-conversion scratch of the head sum: up to 16 KB measured for H = 1);
+# `python -m kernels.compile_check` measures every shape of the grid against the limit itself.
+SMEM_LIMIT = 232448
+SMEM_BUDGET = SMEM_LIMIT - 32 * 1024
+
+
+def shared_bytes(cfg: dict, hp: int, dp: int, esize: int) -> int:
+    """Shared memory the staged tiles take: the query tile (BLOCK_Q * HP rows) held for the whole
+    loop, plus num_stages key tiles in flight."""
+    return (cfg["BLOCK_Q"] * hp + cfg["num_stages"] * cfg["BLOCK_N"]) * dp * esize
+
+
+def fit_shared(cfg: dict, hp: int, dp: int, esize: int) -> dict:
+    """Shrink a config until its tiles fit the budget: fewer stages first (down to 2: one tile
+    loads while one is used), then fewer query rows (keys are re-read by more programs), then
+    narrower key tiles. Shapes that fit keep their config untouched."""
+    cfg = dict(cfg)
+    while shared_bytes(cfg, hp, dp, esize) > SMEM_BUDGET:
+        if cfg["num_stages"] > 2:
+            cfg["num_stages"] -= 1
+        elif cfg["BLOCK_Q"] > 1 and cfg["BLOCK_Q"] * hp > 64:
+            cfg["BLOCK_Q"] //= 2
+        elif cfg["BLOCK_N"] > 16:
+            cfg["BLOCK_N"] //= 2
+        else:
+            break
+    return cfg
+
+
+# Tuned on an H200 for H = 64, D = 128 (docs/performance.md: 256 query-head rows x 64 keys per step
+# won for fp8 and bf16); larger tiles per shape are cut to fit shared memory (fit_shared). The
+# interpreter gets one small pinned config.
+def _config(hp: int, fp8: bool = True, dp: int = 128, esize: int | None = None):
     if INTERPRETED:
         return dict(BLOCK_Q=max(1, 64 // hp), BLOCK_N=64, num_warps=4, num_stages=1, KEYS_AS_A=True)
-    return dict(BLOCK_Q=max(1, 256 // hp), BLOCK_N=64, num_warps=8, num_stages=5 if fp8 else 3, KEYS_AS_A=True)
+    esize = esize if esize is not None else (1 if fp8 else 2)
+    # at most 64 queries per program: with 1-2 heads, 256 rows are 128-256 queries whose per-query
+    # ranges and masks spill registers (ptxas: 336 B at H = 1). 16-bit keys of D > 128 take 32-key
+    # tiles: 64 spill with Triton 3.9 (up to 360 B), 32 spill with neither 3.6 nor 3.9.
+    block_n = 32 if esize >= 2 and dp >= 256 else 64
+    return fit_shared(dict(BLOCK_Q=min(64, max(1, 256 // hp)), BLOCK_N=block_n, num_warps=8,
+                           num_stages=5 if fp8 else 3, KEYS_AS_A=True), hp, dp, esize)
 
 
 def _span(ks, ke, block_q, block_n):
@@ -106,11 +150,13 @@ def _span(ks, ke, block_q, block_n):
     return int((ke_g.max(1).values - (ks_g.min(1).values // block_n) * block_n).max().item())
 
 
-def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True):
-    """Launch geometry for a set of query ranges (host ints; computing it syncs once)."""
+def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 128, esize: int | None = None):
+    """Launch geometry for a set of query ranges (host ints; computing it syncs once).
+    D and esize (bytes per q / k element) size the tiles to fit shared memory."""
     T = ks.shape[0]
     hp = max(next_pow2(H), 1)
-    cfg = dict(_config(hp, fp8))
+    esize = esize if esize is not None else (1 if fp8 else 2)
+    cfg = dict(_config(hp, fp8, padded_dim(D, esize), esize))
     if config:
         cfg.update(config)
     block_q, block_n = cfg["BLOCK_Q"], cfg["BLOCK_N"]
@@ -143,7 +189,7 @@ def launch_scores(q, k, w, ks, ke, k_scale=None, *, out=None, force_ends=False, 
     """
     T, H, D = q.shape
     if plan is None:
-        plan = scores_plan(ks, ke, H, config, fp8=q.dtype == torch.float8_e4m3fn)
+        plan = scores_plan(ks, ke, H, config, fp8=q.dtype == torch.float8_e4m3fn, D=D, esize=q.element_size())
     width = plan["width"]
     if out is None:
         out = torch.empty((T, max(width, 1)), dtype=torch.float32, device=q.device)
@@ -156,7 +202,7 @@ def launch_scores(q, k, w, ks, ke, k_scale=None, *, out=None, force_ends=False, 
         q, k, scale, w, ks, ke, out,
         T, k.shape[0], plan["split_n"],
         q.stride(0), q.stride(1), k.stride(0), w.stride(0), out.stride(0),
-        H=H, D=D, HP=plan["hp"], DP=max(16, next_pow2(D)), BLOCK_Q=block_q,
+        H=H, D=D, HP=plan["hp"], DP=padded_dim(D, q.element_size()), BLOCK_Q=block_q,
         HAS_SCALE=k_scale is not None, FORCE_ENDS=force_ends, UPCAST=INTERPRETED,
         **cfg,
     )

@@ -16,7 +16,23 @@ import torch
 import triton
 import triton.language as tl
 
-from ._runtime import INTERPRETED, next_pow2
+from ._runtime import INTERPRETED, next_pow2, padded_dim
+
+
+@triton.jit
+def _score_rows(q, w, K, K_SCALE, OUT, out_row, n, ok, j, d, d_ok, stride_kn,
+                HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr):
+    """Scores of one tile of keys n (rows of a kept block) into out_row[j]."""
+    kt = tl.load(K + n[:, None].to(tl.int64) * stride_kn + d[None, :], mask=ok[:, None] & d_ok[None, :],
+                 other=0.0)
+    if UPCAST:
+        kt = kt.to(tl.float32)
+    s = tl.dot(kt, tl.trans(q))                                   # [rows, HP]
+    s = tl.sum(tl.maximum(s, 0.0) * w[None, :], axis=1)           # [rows]
+    if HAS_SCALE:
+        s = s * tl.load(K_SCALE + n, mask=ok, other=0.0)
+    s = tl.where(ok, s, float("-inf"))
+    tl.store(out_row + j, s)
 
 
 @triton.jit
@@ -24,7 +40,7 @@ def _gather_scores_kernel(
     Q, K, K_SCALE, W, KEPT, KS, KE, OUT,
     M, stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
     H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr,
-    BLOCKS_PER_PROG: tl.constexpr, HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCKS_PER_PROG: tl.constexpr, HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr, SUB: tl.constexpr,
 ):
     t = tl.program_id(0)
     piece = tl.program_id(1)
@@ -32,37 +48,73 @@ def _gather_scores_kernel(
     h_ok = h < H
     d = tl.arange(0, DP)
     d_ok = d < D
-    q = tl.load(Q + t * stride_qt + h[:, None] * stride_qh + d[None, :], mask=h_ok[:, None] & d_ok[None, :],
-                other=0.0)
+    q = tl.load(Q + t.to(tl.int64) * stride_qt + h[:, None] * stride_qh + d[None, :],
+                mask=h_ok[:, None] & d_ok[None, :], other=0.0)
     if UPCAST:
         q = q.to(tl.float32)
     w = tl.load(W + t * stride_wt + h, mask=h_ok, other=0.0)
     ks = tl.load(KS + t)
     ke = tl.load(KE + t)
-    r = tl.arange(0, BS)
+    out_row = OUT + t.to(tl.int64) * stride_ot
     i0 = piece * BLOCKS_PER_PROG
-    for i in range(i0, tl.minimum(i0 + BLOCKS_PER_PROG, M)):
-        b = tl.load(KEPT + t * stride_kept + i)
-        n = b * BS + r
-        ok = (n >= ks) & (n < ke)  # b = -1 gives n < 0 <= ks
-        kt = tl.load(K + n[:, None].to(tl.int64) * stride_kn + d[None, :], mask=ok[:, None] & d_ok[None, :],
-                     other=0.0)
-        if UPCAST:
-            kt = kt.to(tl.float32)
-        s = tl.dot(kt, tl.trans(q))                                   # [BS, HP]
-        s = tl.sum(tl.maximum(s, 0.0) * w[None, :], axis=1)           # [BS]
-        if HAS_SCALE:
-            s = s * tl.load(K_SCALE + n, mask=ok, other=0.0)
-        s = tl.where(ok, s, float("-inf"))
-        tl.store(OUT + t.to(tl.int64) * stride_ot + i * BS + r, s)
+    if SUB == BS:
+        # a whole block per tile (the tuned shapes)
+        r = tl.arange(0, BS)
+        for i in range(i0, tl.minimum(i0 + BLOCKS_PER_PROG, M)):
+            b = tl.load(KEPT + t * stride_kept + i)
+            n = b * BS + r
+            ok = (n >= ks) & (n < ke)  # b = -1 gives n < 0 <= ks
+            _score_rows(q, w, K, K_SCALE, OUT, out_row, n, ok, i * BS + r, d, d_ok, stride_kn, HAS_SCALE, UPCAST)
+    else:
+        # large blocks, heads or head dims: SUB rows of a block per tile, to fit shared memory and
+        # registers
+        r = tl.arange(0, SUB)
+        for i in range(i0, tl.minimum(i0 + BLOCKS_PER_PROG, M)):
+            b = tl.load(KEPT + t * stride_kept + i)
+            for r0 in range(0, BS, SUB):
+                n = b * BS + r0 + r
+                ok = (n >= ks) & (n < ke)
+                _score_rows(q, w, K, K_SCALE, OUT, out_row, n, ok, i * BS + r0 + r, d, d_ok, stride_kn,
+                            HAS_SCALE, UPCAST)
 
 
-def gather_config(T: int, m: int):
+SMEM_LIMIT = 232448                 # Hopper, per block (see flat_scores.py)
+SMEM_BUDGET = SMEM_LIMIT - 32 * 1024
+ACC_PER_THREAD = 64                 # fp32 accumulator registers per thread the tuned shape uses
+
+
+def _fit(cfg: dict, hp: int, dp: int, esize: int, bs: int) -> dict:
+    """Rows of a block per tile (SUB) and warps so that the [SUB, HP] accumulator stays within
+    ACC_PER_THREAD registers per thread and the query plus num_stages key tiles fit shared
+    memory. H = 64, D = 128, B = 128 (the tuned shape) keeps whole blocks, 4 warps, 3 stages."""
+    cfg = dict(cfg)
+    sub = bs
+    while sub > 16 and sub * hp > ACC_PER_THREAD * 32 * cfg["num_warps"]:
+        if cfg["num_warps"] < 8:
+            cfg["num_warps"] = 8
+        else:
+            sub //= 2
+
+    def smem():
+        return (hp + cfg["num_stages"] * sub) * dp * esize
+
+    while smem() > SMEM_BUDGET:
+        if cfg["num_stages"] > 2:
+            cfg["num_stages"] -= 1
+        elif sub > 16:
+            sub //= 2
+        else:
+            break
+    cfg["SUB"] = sub
+    return cfg
+
+
+def gather_config(T: int, m: int, hp: int = 64, dp: int = 128, esize: int = 1, bs: int = 128):
     if INTERPRETED:
-        return dict(BLOCKS_PER_PROG=m, num_warps=4, num_stages=1)
+        return dict(BLOCKS_PER_PROG=m, num_warps=4, num_stages=1, SUB=bs)
     # split a query's blocks over several programs when there are too few queries to fill the GPU
     per = m if T >= 4 * 132 else max(4, triton.cdiv(m * T, 8 * 132))
-    return dict(BLOCKS_PER_PROG=min(m, per), num_warps=4, num_stages=3)
+    return _fit(dict(BLOCKS_PER_PROG=min(m, per), num_warps=4, num_stages=3), hp, dp, esize, bs)
 
 
 def launch_gather_scores(q, k, w, kept, ks, ke, block_size: int, k_scale=None, *, out=None, config=None):
@@ -72,14 +124,15 @@ def launch_gather_scores(q, k, w, kept, ks, ke, block_size: int, k_scale=None, *
         out = torch.empty((T, m * block_size), dtype=torch.float32, device=q.device)
     if T == 0:
         return out
-    cfg = gather_config(T, m)
+    hp, dp = max(16, next_pow2(H)), padded_dim(D, q.element_size())
+    cfg = gather_config(T, m, hp, dp, q.element_size(), block_size)
     if config:
         cfg.update(config)
     per = cfg.pop("BLOCKS_PER_PROG")
     _gather_scores_kernel[(T, triton.cdiv(m, per))](
         q, k, k_scale if k_scale is not None else w, w, kept, ks, ke, out,
         m, q.stride(0), q.stride(1), k.stride(0), w.stride(0), kept.stride(0), out.stride(0),
-        H=H, D=D, HP=max(16, next_pow2(H)), DP=max(16, next_pow2(D)), BS=block_size,
+        H=H, D=D, HP=hp, DP=dp, BS=block_size,
         BLOCKS_PER_PROG=per, HAS_SCALE=k_scale is not None, UPCAST=INTERPRETED, **cfg,
     )
     return out

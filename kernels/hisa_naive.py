@@ -1,5 +1,5 @@
 """Plain-torch references for the whole selections: flat, HISA and the block-sparse baseline,
-written straight from ../shared/spec/indexer-semantics.md with the lowest-position tie rule."""
+written straight from docs/semantics.md with the lowest-position tie rule."""
 from __future__ import annotations
 
 import torch

@@ -84,12 +84,76 @@ def _per_chunk(stage_builder, chunks):
     return [[f for f in stage_builder([c])] for c in chunks]
 
 
+# ---- routing and work counts (one copy: the pipelines and the speed command's FLOP column) ----
+
+def _pairs(ks, ke) -> int:
+    return int((ke.long() - ks.long()).sum()) if ks.numel() else 0
+
+
+def visible_blocks(ks, ke, block_size: int):
+    """Blocks holding a visible key, per query: (ke - 1) // B - ks // B + 1 (0 for an empty range)."""
+    ks, ke = ks.long(), ke.long()
+    n = torch.div(ke - 1, block_size, rounding_mode="floor") - torch.div(ks, block_size, rounding_mode="floor") + 1
+    return torch.where(ke > ks, n, torch.zeros_like(n))
+
+
+def hisa_routes(ks, ke, block_size: int, blocks: int, chunks):
+    """Split query chunks into (hisa_chunks, trivial_chunks). A chunk is trivial when every one of
+    its queries sees at most m blocks: HISA keeps all of them there and equals flat by definition,
+    so the flat pipeline runs it (a causal prefill's first chunks, a short context). Counting keys
+    instead (ke - ks <= m * B) is wrong for an unaligned ks: m * B keys can span m + 1 blocks."""
+    nblk = visible_blocks(ks, ke, block_size)
+    most = [int(nblk[a:b].max()) if b > a else 0 for a, b in chunks]
+    hisa = [c for c, n in zip(chunks, most) if n > blocks]
+    trivial = [c for c, n in zip(chunks, most) if n <= blocks]
+    return hisa, trivial
+
+
+def _block_pairs(ks, ke, block_size: int, chunks) -> int:
+    nblk = visible_blocks(ks, ke, block_size)
+    return sum(int(nblk[a:b].sum()) for a, b in chunks) if ks.numel() else 0
+
+
+def flat_flops(ks, ke, H: int, D: int) -> int:
+    """Tensor-core FLOPs of the flat pipeline: 2 * H * D per visible (query, key) pair."""
+    return _pairs(ks, ke) * 2 * H * D
+
+
+def hisa_flops(ks, ke, H: int, D: int, block_size: int, blocks: int, chunks, trivial) -> int:
+    """HISA: every visible (query, block) pair on pooled keys plus m * B gathered keys per query
+    (the gather kernel scores whole kept blocks), 2 * H * D each; trivial chunks as flat."""
+    rows = sum(b - a for a, b in chunks)
+    work = _block_pairs(ks, ke, block_size, chunks) + rows * blocks * block_size
+    return work * 2 * H * D + sum(flat_flops(ks[a:b], ke[a:b], H, D) for a, b in trivial)
+
+
+def block_sparse_flops(ks, ke, H: int, D: int, block_size: int, blocks: int, chunks) -> int:
+    """Block-sparse: the block scores alone (its kept keys are taken whole, not scored)."""
+    return _block_pairs(ks, ke, block_size, chunks) * 2 * H * D
+
+
+def selection_flops(method: str, ks, ke, H: int, D: int, *, topk: int, block_size: int, blocks: int,
+                    query_chunk=None) -> int:
+    """The FLOPs our pipeline of `method` does on these query ranges: what a backend of that
+    method is charged when it does not report its own work (same routing, same chunks)."""
+    chunks = _chunks(ks.shape[0], query_chunk)
+    if method == "flat":
+        return flat_flops(ks, ke, H, D)
+    if method == "hisa":
+        hisa, trivial = hisa_routes(ks, ke, block_size, blocks, chunks)
+        return hisa_flops(ks, ke, H, D, block_size, blocks, hisa, trivial)
+    if method == "block-sparse":
+        return block_sparse_flops(ks, ke, H, D, block_size, max(topk // block_size, 1), chunks)
+    raise ValueError(f"unknown method {method!r}")
+
+
 def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, score_config=None,
                  topk_cfg=None, out=None):
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     chunks = _chunks(T, query_chunk)
-    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8) for a, b in chunks]
+    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(q))
+             for a, b in chunks]
     width = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     buf = torch.empty((max(rows, 1), max(width, 1)), dtype=torch.float32, device=q.device)
@@ -104,11 +168,11 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
                 _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg)]
 
     stages = dict(zip(("scores", "topk"), build(chunks)))
-    pairs = int(row_len.sum()) if T else 0
+    pairs = _pairs(ks, ke)
     nbytes = (q.numel() * _esize(q) + k.numel() * _esize(k) + (4 * k.shape[0] if k_scale is not None else 0)
               + w.numel() * 4 + pairs * 8 + T * topk * 4)
     run = _interleave(_per_chunk(build, chunks))
-    return Prepared(run=_returning(run, out), stages=stages, flops=pairs * 2 * H * D, bytes=nbytes, out=out)
+    return Prepared(run=_returning(run, out), stages=stages, flops=flat_flops(ks, ke, H, D), bytes=nbytes, out=out)
 
 
 def _returning(run, out):
@@ -135,7 +199,8 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
     kbar, kbar_scale = pool_keys(k, k_scale, B, pooling)
     bks = torch.div(ks, B, rounding_mode="floor").to(torch.int32)
     bke = (torch.div(ke - 1, B, rounding_mode="floor") + 1).to(torch.int32)
-    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config, fp8=q.dtype == FP8) for a, b in chunks]
+    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(kbar))
+             for a, b in chunks]
     bwidth = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     J = torch.empty((max(rows, 1), max(bwidth, 1)), dtype=torch.float32, device=q.device)
@@ -150,7 +215,7 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
         return [_scores_stage(q, kbar, w, bks, bke, kbar_scale, J, cs, ps, force_ends=True),
                 _topk_stage(J, m, brow, bks, kept_out, cs, scratch)]
 
-    block_pairs = sum(int(brow[a:b].sum()) for a, b in chunks) if T else 0
+    block_pairs = _block_pairs(ks, ke, B, chunks)
     info = dict(kbar=kbar, kbar_scale=kbar_scale, block_pairs=block_pairs,
                 pool_bytes=k.numel() * _esize(k) + kbar.numel() * _esize(kbar),
                 block_bytes=block_pairs * 8 + kbar.numel() * _esize(kbar) + T * m * 4)
@@ -163,12 +228,7 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
     T, H, D = q.shape
     B, m = block_size, blocks
     all_chunks = _chunks(T, query_chunk)
-    # A chunk whose queries all see at most m*B keys is "trivial": HISA keeps every visible block
-    # there and equals flat by definition, so it runs the flat pipeline (a causal prefill's first
-    # m*B queries, a short context's chunk).
-    widths = [int((ke[a:b] - ks[a:b]).max()) if b > a else 0 for a, b in all_chunks]
-    chunks = [c for c, wdt in zip(all_chunks, widths) if wdt > m * B] or all_chunks[:0]
-    trivial = [c for c, wdt in zip(all_chunks, widths) if wdt <= m * B]
+    chunks, trivial = hisa_routes(ks, ke, B, m, all_chunks)
     out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
     flat_parts = [(c, prepare_flat(q[c[0]:c[1]], k, w[c[0]:c[1]], ks[c[0]:c[1]], ke[c[0]:c[1]], k_scale,
                                    topk=topk, out=out[c[0]:c[1]])) for c in trivial]
@@ -206,7 +266,7 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
     if flat_parts:
         stages["trivial_flat"] = _interleave([[p.run] for _, p in flat_parts])
     cand_n = sum(b - a for a, b in chunks) * m * B
-    flops = (info["block_pairs"] + cand_n) * 2 * H * D + sum(p.flops for _, p in flat_parts)
+    flops = hisa_flops(ks, ke, H, D, B, m, chunks, trivial)
     nbytes = (q.numel() * _esize(q) + w.numel() * 4 + info["block_bytes"] + (info["pool_bytes"] if pool else 0)
               + cand_n * (D * _esize(k) + (4 if k_scale is not None else 0) + 8) + T * topk * 4
               + sum(p.bytes for _, p in flat_parts))
@@ -250,7 +310,7 @@ def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size
     per_chunk = _per_chunk(build, chunks)
     if pool is not None:
         per_chunk[0] = [pool] + per_chunk[0]
-    flops = info["block_pairs"] * 2 * H * D
+    flops = block_sparse_flops(ks, ke, H, D, B, m1, chunks)
     nbytes = (q.numel() * _esize(q) + w.numel() * 4 + info["block_bytes"] + (info["pool_bytes"] if pool else 0)
               + T * topk * 4)
     return Prepared(run=_returning(_interleave(per_chunk), out), stages=stages, flops=flops, bytes=nbytes,
@@ -280,5 +340,5 @@ def block_sparse_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=
                                 query_chunk=query_chunk).run()
 
 
-__all__ = ["Prepared", "prepare_flat", "prepare_hisa", "prepare_block_sparse", "prepare_pool_update",
+__all__ = ["Prepared", "selection_flops", "hisa_routes", "visible_blocks", "prepare_flat", "prepare_hisa", "prepare_block_sparse", "prepare_pool_update",
            "flat_select", "hisa_select", "block_sparse_select", "pool_keys"]

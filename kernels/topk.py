@@ -1,25 +1,32 @@
-"""Row-wise top-k selection by exact threshold search.
+"""Row-wise top-k by radix select: a small, bounded number of passes whatever the scores look like.
 
 Rows are in the relative layout of the score kernels: row t holds row_len[t] valid scores; entry j
 maps to position base[t] + j (or, with a block map, to map[t, j // BS] * BS + j % BS, which is how
 HISA's stage 2 translates candidate slots back to absolute key positions). -inf entries are never
 selected; slots past the number of valid entries are -1.
 
-Scores become uint32 keys whose unsigned order is the float order (0 = invalid), and the k-th
-largest key is found exactly by bisection over its 32 bits, in registers.
-  * short rows (row_len <= CAP): one program per row loads the whole row and selects;
-  * long rows, three launches so that the one pass over the row runs on many programs at once:
-      1. threshold: one program per row takes a strided sample (SAMPLE keys in groups of 8
-         contiguous scores, so every 32-byte sector read is used) and picks a key t_lo that,
-         with high probability, a bit more than k keys of the row reach;
-      2. compact: one program per SEG-long segment of a row writes its keys >= t_lo (in position
-         order) to that segment's CAP / n_segments slots of a scratch row;
-      3. select: one program per row gathers the candidates (at most CAP) and selects exactly.
-    If the sample misled (a segment overflowed, or too few candidates, e.g. masses of tied
-    scores), step 3 falls back to narrowing the threshold 4 bits per pass over the whole row.
-Bytes: one read of each row (plus the 1/16 sample), the candidates twice, 4 per output index.
-Ties at the threshold go to the lowest positions in every path, so results are reproducible.
-Output order: ascending position (not by score).
+Scores become uint32 keys whose unsigned order is the float order (-0.0 and +0.0 are one key;
+-inf is 0 = invalid). The k-th largest key is found by narrowing an interval of keys [lo, hi] that
+holds it: each step counts the keys of the interval in 16 equal sub-ranges (a 4-bit digit of
+key - lo), keeps the sub-range where the k-th key lies (the counts say exactly how many keys are
+above it), and shrinks it further to the smallest and largest key actually inside. The counts are
+8-bit fields packed four to an int32 (one add per key instead of 16 compares), so a step costs a
+few integer operations per key and one set of reductions per pass. Ties and masses of equal
+scores end the search early (the interval collapses to one key); no data makes it slower than
+eight steps.
+
+One program per row:
+  * short rows (row_len <= CAP): the row is loaded into registers once and narrowed there.
+  * long rows: each step is a streaming pass over the row, until the interval holds at most CAP
+    keys (typically 1-3 passes) or a single key (ties). Then one last pass writes the keys above the
+    interval straight to the output and lists the interval's keys (at most CAP, in position order),
+    which are resolved in registers the same way; with a single-key interval it takes the lowest-positioned ties
+    directly. No sampling, no per-segment slots, no fallback path.
+Ties at the k-th key go to the lowest positions in every path, so results are reproducible and equal
+the torch reference (kernels/topk_naive.py) as sets.
+Output order: the keys above the final interval first (position order), then the rest; not sorted.
+Bytes: 4 per score per pass (2-4 passes; the rows of a chunk are re-read from L2 when they fit),
+8 per listed candidate, 4 per output index.
 """
 from __future__ import annotations
 
@@ -29,64 +36,85 @@ import triton.language as tl
 
 from ._runtime import INTERPRETED, next_pow2
 
+FULL = tl.constexpr(0xFFFFFFFF)   # the largest uint32 key
+
 
 @triton.jit
 def _to_key(x):
-    """float32 -> uint32 with the same order; -inf (and the all-ones NaN) -> 0 = invalid."""
+    """float32 -> uint32 with the same order; -0.0 -> +0.0; -inf (and the all-ones NaN) -> 0 = invalid."""
+    x = tl.where(x == 0.0, 0.0, x)
     b = x.to(tl.uint32, bitcast=True)
     sign = b >> 31
-    key = tl.where(sign == 1, ~b, b | (tl.full([], 1, tl.uint32) << 31))
+    key = tl.where(sign == 1, FULL - b, b | (tl.full([], 1, tl.uint32) << 31))     # FULL - b = ~b
     return tl.where(x == float("-inf"), tl.full([], 0, tl.uint32), key)
 
 
 @triton.jit
-def _kth_key(keys, r, TOP_BITS: tl.constexpr = 32):
-    """Largest t with count(keys >= t) >= r (r >= 1): the r-th largest key, by bisection. With
-    TOP_BITS < 32 only the leading bits are resolved and t is rounded down: a cheaper lower bound.
-    (One bit per step: 2- and 4-bit steps, several counts per step, were slower on an H200.)"""
-    t = tl.full([], 0, tl.uint32)
-    for b in tl.static_range(TOP_BITS):
-        cand = t | (tl.full([], 1, tl.uint32) << (31 - b))
-        c = tl.sum((keys >= cand).to(tl.int32), axis=0)
-        t = tl.where(c >= r, cand, t)
-    return t
+def _bit_length(w):
+    """Bits needed to write the uint32 w (0 for 0)."""
+    bits = (w * 0).to(tl.uint32)
+    for i in tl.static_range(32):
+        bits += ((w >> i) != 0).to(tl.uint32)
+    return bits
 
 
 @triton.jit
-def _sample_threshold_kernel(S, ROW_LEN, T_LO, k, stride_s, CAP: tl.constexpr, SAMPLE: tl.constexpr):
-    """Launch 1 of 3 for long rows: a lower bound t_lo on the k-th key, from a sample."""
-    row = tl.program_id(0)
-    n = tl.load(ROW_LEN + row)
-    if n > CAP:
-        srow = S + row.to(tl.int64) * stride_s
-        s_idx = tl.arange(0, SAMPLE)
-        stride = n // (SAMPLE // 8)
-        sk = _to_key(tl.load(srow + (s_idx // 8) * stride + s_idx % 8))
-        # about 1.5 k + 16 sample-ranks' worth of the row should pass (k * S / n of them on average)
-        r = tl.minimum((k * SAMPLE * 3) // (2 * n) + 16, SAMPLE)
-        tl.store(T_LO + row, tl.maximum(_kth_key(sk, r, 16), 1).to(tl.int32, bitcast=True))
+def _digit_shift(lo, hi):
+    """Shift that maps key - lo, for keys in [lo, hi], onto a 4-bit digit (0..15)."""
+    return tl.maximum(_bit_length(hi - lo), 4) - 4
 
 
 @triton.jit
-def _compact_kernel(S, ROW_LEN, T_LO, SCR_K, SCR_I, SCR_C, SCR_V, stride_s,
-                    CAP: tl.constexpr, SEG: tl.constexpr, SLOTS: tl.constexpr, NSEG_P: tl.constexpr):
-    """Launch 2 of 3: segment `seg` of a long row writes its candidates (key >= t_lo) to its
-    SLOTS scratch slots, and their count (may exceed SLOTS: the row then falls back)."""
-    row = tl.program_id(0)
-    seg = tl.program_id(1)
-    n = tl.load(ROW_LEN + row)
-    if n > CAP:
-        t_lo = tl.load(T_LO + row).to(tl.uint32, bitcast=True)
-        j = seg * SEG + tl.arange(0, SEG)
-        kx = _to_key(tl.load(S + row.to(tl.int64) * stride_s + j, mask=j < n, other=float("-inf")))
-        m = kx >= t_lo
-        pos = tl.cumsum(m.to(tl.int32), axis=0) - 1
-        ok = m & (pos < SLOTS)
-        base = row.to(tl.int64) * CAP + seg * SLOTS
-        tl.store(SCR_K + base + pos, kx.to(tl.int32, bitcast=True), mask=ok)
-        tl.store(SCR_I + base + pos, j, mask=ok)
-        tl.store(SCR_C + row * NSEG_P + seg, tl.sum(m.to(tl.int32), axis=0))
-        tl.store(SCR_V + row * NSEG_P + seg, tl.sum((kx != 0).to(tl.int32), axis=0))
+def _packed_fields(kx, inside, lo, dshift):
+    """Per key: (digit // 4, a one in the 8-bit field digit % 4 of an int32), zero outside."""
+    d = ((kx - lo) >> dshift).to(tl.int32)
+    f = tl.where(inside, 1, 0) << ((d & 3) * 8)
+    return d >> 2, f
+
+
+@triton.jit
+def _add_counts(counts, q, acc):
+    """Add the counts of digits 4q .. 4q+3: the four 8-bit fields of acc, summed over the tensor."""
+    bins = tl.arange(0, 16)
+    for r in tl.static_range(4):
+        counts += tl.where(bins == 4 * q + r, tl.sum((acc >> (8 * r)) & 255, axis=0), 0)
+    return counts
+
+
+@triton.jit
+def _pick(counts, r):
+    """The sub-range where the r-th largest key lies (r >= 1): (digit, keys above it, keys in it)."""
+    bins = tl.arange(0, 16)
+    at_or_above = tl.sum(counts, axis=0) - tl.cumsum(counts, axis=0) + counts
+    b = tl.max(tl.where(at_or_above >= r, bins, 0), axis=0)
+    above = tl.sum(tl.where(bins > b, counts, 0), axis=0)
+    inside = tl.sum(tl.where(bins == b, counts, 0), axis=0)
+    return b, above, inside
+
+
+@triton.jit
+def _sub_range(lo, hi, dshift, b):
+    """Keys of digit b: [lo + b << dshift, lo + (b + 1) << dshift - 1], clipped to hi."""
+    blo = lo + (b.to(tl.uint32) << dshift)
+    width = (tl.full([], 1, tl.uint32) << dshift) - 1
+    bhi = tl.where(hi - blo > width, blo + width, hi)
+    return blo, bhi
+
+
+@triton.jit
+def _kth_in_registers(ck, ok, r):
+    """Exact r-th largest key among ck[ok] (1 <= r <= count(ok)) and how many keys are above it:
+    bisection over the bits that the smallest and largest key leave open (none for all-equal keys;
+    one reduction per bit, which beats narrowing by 16 sub-ranges when the keys sit in registers)."""
+    lo = tl.min(tl.where(ok, ck, FULL), axis=0)
+    hi = tl.max(tl.where(ok, ck, 0), axis=0)
+    nb = _bit_length(hi - lo)
+    t = lo
+    for i in range(nb):
+        cand = t + (tl.full([], 1, tl.uint32) << (nb - 1 - i))
+        c = tl.sum((ok & (ck >= cand)).to(tl.int32), axis=0)
+        t = tl.where((c >= r) & (cand > t) & (cand <= hi), cand, t)    # cand > t: no wrap-around
+    return t, tl.sum((ok & (ck > t)).to(tl.int32), axis=0)
 
 
 @triton.jit
@@ -99,11 +127,22 @@ def _map_index(j, row, base, MAP, stride_m, HAS_MAP: tl.constexpr, MAP_BS: tl.co
 
 
 @triton.jit
+def _write_from_registers(ck, ci, ok, need, written, orow, row, base, MAP, stride_m,
+                          HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+    """Write the `need` best of the candidates ck[ok] (ci: their row offsets, in position order) to
+    orow[written:written + need]; ties at the threshold go to the lowest positions."""
+    thr, n_gt = _kth_in_registers(ck, ok, need)
+    eq = ok & (ck == thr)
+    take = (ok & (ck > thr)) | (eq & (tl.cumsum(eq.to(tl.int32), axis=0) <= need - n_gt))
+    pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
+    tl.store(orow + pos, _map_index(ci, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
+
+
+@triton.jit
 def _topk_kernel(
-    S, ROW_LEN, BASE, MAP, OUT, SCR_K, SCR_I, SCR_C, SCR_V,
+    S, ROW_LEN, BASE, MAP, OUT, CAND_K, CAND_I,
     k, stride_s, stride_m, stride_o,
-    CAP: tl.constexpr, SEG: tl.constexpr, SLOTS: tl.constexpr, NSEG_P: tl.constexpr,
-    TILE: tl.constexpr, K_PAD: tl.constexpr,
+    CAP: tl.constexpr, TILE: tl.constexpr, K_PAD: tl.constexpr,
     HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
 ):
     row = tl.program_id(0)
@@ -113,73 +152,100 @@ def _topk_kernel(
         base = tl.load(BASE + row)
     srow = S + row.to(tl.int64) * stride_s
     orow = OUT + row.to(tl.int64) * stride_o
-    c_idx = tl.arange(0, CAP)
+    kk = n * 0
 
     if n <= CAP:
-        # short row: every entry is a candidate
-        x = tl.load(srow + c_idx, mask=c_idx < n, other=float("-inf"))
-        ck = _to_key(x)
-        ci = c_idx
-        nv = tl.sum((ck != 0).to(tl.int32), axis=0)
-        exact = True
+        # short row: every entry is a candidate, held in registers
+        ci = tl.arange(0, CAP)
+        ck = _to_key(tl.load(srow + ci, mask=ci < n, other=float("-inf")))
+        ok = ck != 0
+        kk = tl.minimum(k, tl.sum(ok.to(tl.int32), axis=0))
+        if kk > 0:
+            _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
     else:
-        # launch 3 of 3: gather the segments' candidates (position order) into registers
-        seg = tl.arange(0, NSEG_P)
-        seg_ok = seg < tl.cdiv(n, SEG)
-        cnts = tl.load(SCR_C + row * NSEG_P + seg, mask=seg_ok, other=0)
-        nv = tl.sum(tl.load(SCR_V + row * NSEG_P + seg, mask=seg_ok, other=0), axis=0)
-        exact = (tl.max(cnts, axis=0) <= SLOTS) & (tl.sum(cnts, axis=0) >= tl.minimum(k, nv))
-        slot = tl.arange(0, SLOTS)
-        at = row.to(tl.int64) * CAP + seg[:, None] * SLOTS + slot[None, :]
-        ld = slot[None, :] < cnts[:, None]
-        ck = tl.reshape(tl.load(SCR_K + at, mask=ld, other=0).to(tl.uint32, bitcast=True), [CAP])
-        ci = tl.reshape(tl.load(SCR_I + at, mask=ld, other=0), [CAP])
-
-    kk = tl.minimum(k, nv)
-    if exact:
-        thr = _kth_key(ck, tl.maximum(kk, 1))
-        gt = ck > thr
-        need = kk - tl.sum(gt.to(tl.int32), axis=0)
-        eq = (ck == thr) & (ck != 0)
-        n_eq = tl.sum(eq.to(tl.int32), axis=0)
-        if n_eq > need:
-            # more tied candidates than slots: the lowest positions win (reproducible results)
-            lim = _kth_key(tl.where(eq, ~ci.to(tl.uint32, bitcast=True), 0), tl.maximum(need, 1))
-            eq = eq & (~ci.to(tl.uint32, bitcast=True) >= lim)  # need >= 1 here
-        take = gt | eq
-        pos = tl.cumsum(take.to(tl.int32), axis=0) - 1
-        tl.store(orow + pos, _map_index(ci, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
-    else:
-        # exact fallback: narrow the threshold 4 bits per pass over the whole row
-        thr = tl.full([], 0, tl.uint32)
-        dig = tl.arange(0, 16).to(tl.uint32)
-        for p in tl.static_range(8):
-            cands = thr | (dig << (28 - 4 * p))
+        # narrowing passes: [lo, hi] holds the k-th key; cnt keys lie in it, `above` above it
+        lo = (n * 0 + 1).to(tl.uint32)
+        hi = (n * 0).to(tl.uint32) + FULL
+        above = n * 0
+        cnt = n
+        kk = n * 0 + k
+        first = True
+        while (lo < hi) & (cnt > CAP):
+            dshift = _digit_shift(lo, hi)
+            # per-slot counters in 8-bit fields, emptied into `counts` every 255 tiles
             counts = tl.zeros([16], dtype=tl.int32)
+            mn = tl.full([TILE], FULL, dtype=tl.uint32)
+            mx = tl.zeros([TILE], dtype=tl.uint32)
+            for c0 in range(0, n, 255 * TILE):
+                a0 = tl.zeros([TILE], dtype=tl.int32)
+                a1 = tl.zeros([TILE], dtype=tl.int32)
+                a2 = tl.zeros([TILE], dtype=tl.int32)
+                a3 = tl.zeros([TILE], dtype=tl.int32)
+                c1 = tl.minimum(c0 + 255 * TILE, n)
+                x = tl.load(srow + c0 + tl.arange(0, TILE), mask=c0 + tl.arange(0, TILE) < c1, other=float("-inf"))
+                for j0 in range(c0, c1, TILE):
+                    jn = j0 + TILE + tl.arange(0, TILE)
+                    # the next tile's load is in flight while this one is counted
+                    x_next = tl.load(srow + jn, mask=jn < c1, other=float("-inf"))
+                    kx = _to_key(x)
+                    inside = (kx != 0) & (kx >= lo) & (kx <= hi)
+                    q, f = _packed_fields(kx, inside, lo, dshift)
+                    a0 += tl.where(q == 0, f, 0)
+                    a1 += tl.where(q == 1, f, 0)
+                    a2 += tl.where(q == 2, f, 0)
+                    a3 += tl.where(q == 3, f, 0)
+                    mn = tl.minimum(mn, tl.where(inside, kx, FULL))
+                    mx = tl.maximum(mx, tl.where(inside, kx, 0))
+                    x = x_next
+                counts = _add_counts(counts, 0, a0)
+                counts = _add_counts(counts, 1, a1)
+                counts = _add_counts(counts, 2, a2)
+                counts = _add_counts(counts, 3, a3)
+            if first:
+                kk = tl.minimum(k, tl.sum(counts, axis=0))     # the first pass counts every valid key
+                first = False
+            b, a, cnt = _pick(counts, tl.maximum(kk - above, 1))
+            above += a
+            blo, bhi = _sub_range(lo, hi, dshift, b)
+            lo = tl.maximum(blo, tl.min(mn, axis=0))
+            hi = tl.minimum(bhi, tl.max(mx, axis=0))
+            if kk == 0:
+                hi = lo                                        # nothing valid: stop
+        if kk > 0:
+            # last pass: keys above [lo, hi] go straight out (position order); the keys inside it
+            # are listed (at most CAP), or, when it is a single key, the lowest-positioned ties taken
+            need = kk - above
+            written = n * 0
+            n_in = n * 0
+            cand_base = row.to(tl.int64) * CAP
+            x = tl.load(srow + tl.arange(0, TILE), mask=tl.arange(0, TILE) < n, other=float("-inf"))
             for j0 in range(0, n, TILE):
                 j = j0 + tl.arange(0, TILE)
-                kx = _to_key(tl.load(srow + j, mask=j < n, other=float("-inf")))
-                counts += tl.sum((kx[None, :] >= cands[:, None]).to(tl.int32), axis=1)
-            best = tl.max(tl.where(counts >= tl.maximum(kk, 1), dig, 0), axis=0)
-            # (4 bits per pass over the whole row: the fallback is for rows the sample misjudged)
-            thr = thr | (best << (28 - 4 * p))
-        n_gt = 0
-        for j0 in range(0, n, TILE):
-            j = j0 + tl.arange(0, TILE)
-            kx = _to_key(tl.load(srow + j, mask=j < n, other=float("-inf")))
-            n_gt += tl.sum((kx > thr).to(tl.int32), axis=0)
-        need = kk - n_gt
-        eq_seen = 0
-        written = 0
-        for j0 in range(0, n, TILE):
-            j = j0 + tl.arange(0, TILE)
-            kx = _to_key(tl.load(srow + j, mask=j < n, other=float("-inf")))
-            eq = (kx == thr) & (kx != 0)
-            take = (kx > thr) | (eq & (eq_seen + tl.cumsum(eq.to(tl.int32), axis=0) <= need))
-            pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
-            tl.store(orow + pos, _map_index(j, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
-            eq_seen += tl.sum(eq.to(tl.int32), axis=0)
-            written += tl.sum(take.to(tl.int32), axis=0)
+                jn = j + TILE
+                x_next = tl.load(srow + jn, mask=jn < n, other=float("-inf"))
+                kx = _to_key(x)
+                x = x_next
+                take = kx > hi
+                inb = (kx != 0) & (kx >= lo) & (kx <= hi)
+                if lo == hi:
+                    take = take | (inb & (n_in + tl.cumsum(inb.to(tl.int32), axis=0) <= need))
+                else:
+                    cpos = n_in + tl.cumsum(inb.to(tl.int32), axis=0) - 1
+                    tl.store(CAND_K + cand_base + cpos, kx.to(tl.int32, bitcast=True), mask=inb)
+                    tl.store(CAND_I + cand_base + cpos, j, mask=inb)
+                pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
+                tl.store(orow + pos, _map_index(j, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
+                written += tl.sum(take.to(tl.int32), axis=0)
+                n_in += tl.sum(inb.to(tl.int32), axis=0)
+            if lo < hi:
+                # the list (this program's own stores) is read back by other threads: order them
+                tl.debug_barrier()
+                c = tl.arange(0, CAP)
+                cok = c < n_in
+                ck = tl.load(CAND_K + cand_base + c, mask=cok, other=0).to(tl.uint32, bitcast=True)
+                ci = tl.load(CAND_I + cand_base + c, mask=cok, other=0)
+                _write_from_registers(ck, ci, cok, need, written, orow, row, base, MAP, stride_m,
+                                      HAS_MAP, MAP_BS)
 
     # unused slots
     o = tl.arange(0, K_PAD)
@@ -187,15 +253,20 @@ def _topk_kernel(
 
 
 def topk_config(width: int, k: int):
-    """CAP: candidates held in registers; SEG: keys per compaction program; SAMPLE: sample size."""
+    """CAP: candidates held in registers (and a long row's candidate-list length); TILE: keys per
+    step of a streaming pass."""
     if INTERPRETED:
         # whole rows in one step where possible: the interpreter pays per operation, not per element
-        return dict(CAP=max(16, min(next_pow2(width), 2048)), SAMPLE=256, SEG=1024, TILE=1024, num_warps=4)
-    cap = max(4 * next_pow2(k), 8192)
+        return dict(CAP=max(16, min(next_pow2(width), 2048)), TILE=1024, num_warps=4)
+    cap = 8192
     if width <= cap:
+        # short rows: registers only; 8 warps beat 16 at 8K-wide rows on an H200 (docs/performance.md)
         cap = max(16, next_pow2(width))
-    # SEG 2048 beat 4096 and 8192 on an H200 (docs/performance.md)
-    return dict(CAP=cap, SAMPLE=4096, SEG=2048, TILE=4096, num_warps=8 if cap <= 4096 else 16)
+        return dict(CAP=cap, TILE=1024, num_warps=8 if cap >= 1024 else 4)
+    # long rows: the streaming passes are latency-bound, so small programs (2 warps, 1024-key
+    # tiles with the next one in flight) let several rows stream on each SM at once; measured on
+    # an H200 against 4-16 warps and 1024-8192-key tiles (docs/performance.md)
+    return dict(CAP=cap, TILE=1024, num_warps=2)
 
 
 def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_size: int = 1,
@@ -206,30 +277,21 @@ def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_si
     cfg = topk_config(W, k)
     if config:
         cfg.update(config)
-    cap, seg, sample = cfg.pop("CAP"), cfg.pop("SEG"), cfg.pop("SAMPLE")
+    cap = cfg.pop("CAP")
     if out is None:
         out = torch.empty((T, k), dtype=torch.int32, device=scores.device)
     if T == 0:
         return out
     long_rows = W > cap
-    nseg_p = next_pow2(triton.cdiv(W, seg)) if long_rows else 1
-    slots = max(1, cap // nseg_p)
-    if scratch is None or scratch[0].shape[1] != cap or scratch[2].shape[1] != nseg_p or \
-            (long_rows and scratch[0].shape[0] < T):
-        scratch = topk_scratch(T if long_rows else 1, cap, scores.device, nseg_p)
-    scr_k, scr_i, scr_c, scr_v, t_lo = scratch
-    if long_rows:
-        _sample_threshold_kernel[(T,)](scores, row_len, t_lo, k, scores.stride(0), CAP=cap, SAMPLE=sample,
-                                       num_warps=8 if not INTERPRETED else 4)
-        _compact_kernel[(T, triton.cdiv(W, seg))](scores, row_len, t_lo, scr_k, scr_i, scr_c, scr_v,
-                                                  scores.stride(0), CAP=cap, SEG=seg, SLOTS=slots,
-                                                  NSEG_P=nseg_p, num_warps=4)
+    if scratch is None or scratch[0].shape[1] != cap or (long_rows and scratch[0].shape[0] < T):
+        scratch = topk_scratch(T if long_rows else 1, cap, scores.device)
+    cand_k, cand_i = scratch
     dummy = row_len
     _topk_kernel[(T,)](
         scores, row_len, base if base is not None else dummy,
-        block_map if block_map is not None else dummy, out, scr_k, scr_i, scr_c, scr_v,
+        block_map if block_map is not None else dummy, out, cand_k, cand_i,
         k, scores.stride(0), block_map.stride(0) if block_map is not None else 0, out.stride(0),
-        CAP=cap, SEG=seg, SLOTS=slots, NSEG_P=nseg_p, K_PAD=next_pow2(k),
+        CAP=cap, K_PAD=next_pow2(k),
         HAS_BASE=base is not None, HAS_MAP=block_map is not None, MAP_BS=map_block_size, **cfg,
     )
     return out
@@ -240,16 +302,11 @@ def scratch_for(rows: int, width: int, k: int, device, config=None):
     cfg = topk_config(width, k)
     if config:
         cfg.update(config)
-    cap, seg = cfg["CAP"], cfg["SEG"]
-    long_rows = width > cap
-    return topk_scratch(rows if long_rows else 1, cap, device, next_pow2(triton.cdiv(width, seg)) if long_rows else 1)
+    cap = cfg["CAP"]
+    return topk_scratch(rows if width > cap else 1, cap, device)
 
 
-def topk_scratch(rows: int, cap: int, device, nseg_p: int = 1):
-    """Per-row candidate buffers for rows longer than CAP: keys, indices, per-segment candidate and
-    valid counts, and the sampled threshold."""
+def topk_scratch(rows: int, cap: int, device):
+    """Per-row candidate lists for rows longer than CAP: keys and row offsets."""
     return (torch.empty((rows, cap), dtype=torch.int32, device=device),
-            torch.empty((rows, cap), dtype=torch.int32, device=device),
-            torch.empty((rows, nseg_p), dtype=torch.int32, device=device),
-            torch.empty((rows, nseg_p), dtype=torch.int32, device=device),
-            torch.empty((rows,), dtype=torch.int32, device=device))
+            torch.empty((rows, cap), dtype=torch.int32, device=device))

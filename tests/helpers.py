@@ -42,6 +42,9 @@ def run_cli(argv):
 
     from hisa_bench import cli
 
+    if needs_fresh_process(argv):
+        p = run_fresh(argv)
+        return p.returncode, p.stdout, p.stderr
     out, err = io.StringIO(), io.StringIO()
     code = 0
     with redirect_stdout(out), redirect_stderr(err):
@@ -50,3 +53,27 @@ def run_cli(argv):
         except SystemExit as e:
             code = e.code or 0
     return code, out.getvalue(), err.getvalue()
+
+
+def needs_fresh_process(argv):
+    """`--device cpu` asked of a process whose kernels were compiled (a GPU machine's test process):
+    Triton chose compiled kernels at import, so, as the console script does, the command must run
+    in a fresh process, where it interprets them."""
+    from kernels import _runtime
+
+    argv = list(argv)
+    return not _runtime.INTERPRETED and any(
+        a == "--device" and i + 1 < len(argv) and argv[i + 1] == "cpu" for i, a in enumerate(argv)) or \
+        (not _runtime.INTERPRETED and "--device=cpu" in argv)
+
+
+def run_fresh(argv, capture=True, timeout=600):
+    """The CLI in a fresh process (same interpreter, repo root as the working directory)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    return subprocess.run([sys.executable, "-m", "hisa_bench.cli", *argv], cwd=root, env=env,
+                          capture_output=capture, text=True, timeout=timeout)

@@ -230,17 +230,19 @@ def test_quantize_fp8_round_trip():
 # ---- kernels (interpreted) against the references --------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, "fp8"])
-def test_triton_matches_reference(dtype):
-    q, k, w, ks, ke, k_scale = make_inputs(6, 4, 32, 200, dtype, "cpu", seed=11)
+def test_triton_matches_reference(dtype, device):
+    # the kernels take tensors on their own device (compiled: CUDA; interpreted: CPU)
+    q, k, w, ks, ke, k_scale = make_inputs(6, 4, 32, 200, dtype, device, seed=11)
+    cpu = [None if t is None else t.cpu() for t in (q, k, w, ks, ke, k_scale)]
     for fn, kw in ((api.flat_select, dict(topk=24)),
                    (api.hisa_select, dict(topk=24, block_size=16, blocks=3)),
                    (api.block_sparse_select, dict(topk=32, block_size=16))):
-        ref = fn(q, k, w, ks, ke, k_scale, backend="reference", **kw)
+        ref = fn(*cpu, backend="reference", **kw)
         got = fn(q, k, w, ks, ke, k_scale, backend="triton", **kw)
         assert got.dtype == ref.dtype == torch.int32
         assert got.shape == ref.shape == (6, kw["topk"])
         assert as_sets(got) == as_sets(ref), fn.__name__
-        auto = fn(q, k, w, ks, ke, k_scale, backend="auto", **kw)   # CPU tensors: the reference
+        auto = fn(*cpu, backend="auto", **kw)   # CPU tensors: the reference
         assert torch.equal(auto, ref)
 
 
@@ -252,9 +254,9 @@ def test_hisa_differs_from_flat_here():
     assert flat != hisa
 
 
-def test_triton_on_strided_views():
+def test_triton_on_strided_views(device):
     """Slices and transposes reach the kernels as dense copies (they index with stride 1)."""
-    q, k, w, ks, ke, _ = make_inputs(6, 4, 32, 200, torch.float32, "cpu", seed=2)
+    q, k, w, ks, ke, _ = make_inputs(6, 4, 32, 200, torch.float32, device, seed=2)
     qv = torch.stack([q, torch.zeros_like(q)], -1)[..., 0]
     kv = k.t().contiguous().t()
     wv = w.t().contiguous().t()
@@ -267,9 +269,9 @@ def test_triton_on_strided_views():
                                    backend="triton")) == ref_h
 
 
-def test_short_rows_pad_with_minus_one():
-    q, k, w, _, _, _ = make_inputs(3, 2, 16, 40, torch.float32, "cpu", seed=5)
-    ks, ke = api.causal_ranges(torch.tensor([4, 20, 39]))
+def test_short_rows_pad_with_minus_one(device):
+    q, k, w, _, _, _ = make_inputs(3, 2, 16, 40, torch.float32, device, seed=5)
+    ks, ke = api.causal_ranges(torch.tensor([4, 20, 39], device=device))
     for backend in ("reference", "triton"):
         sel = api.flat_select(q, k, w, ks, ke, topk=32, backend=backend)
         assert (sel >= 0).sum(1).tolist() == [5, 21, 32]

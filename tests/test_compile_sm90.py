@@ -1,5 +1,8 @@
-"""Every kernel compiles for Hopper (sm_90) with the configs the GPU uses, checked on a CPU."""
+"""Every kernel compiles for Hopper (sm_90) with the configs the GPU uses, checked on a CPU: within
+the per-block shared-memory limit, and (ptxas at hand) without register spills in our score, gather
+and pooling kernels, for every head count and head dim of the (H, D) grid, fp8 and bf16."""
 import os
+import re
 import subprocess
 import sys
 
@@ -8,7 +11,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_kernels_compile_for_sm90():
     env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-m", "kernels.compile_check"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    assert proc.stdout.count("ok ") >= 11
+    proc = subprocess.run([sys.executable, "-m", "kernels.compile_check", "--grid"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr[-2000:]
+    lines = [line for line in out.splitlines() if line.startswith(("ok", "FAIL"))]
+    assert not [line for line in lines if line.startswith("FAIL")]
+    # 6 head counts x 5 head dims x 2 dtypes, for the chunk and decode configs and the gather kernel
+    for kind in ("flat_scores (fp8|bf16) .* chunk:", "flat_scores (fp8|bf16) .* decode:",
+                 "gather_scores (fp8|bf16) .* B128:"):
+        assert sum(bool(re.search(kind, line)) for line in lines) == 60, kind
+    for line in lines:
+        shared = int(line.split(": ", 1)[1].split(" B shared")[0])
+        assert shared <= 232448, line
+    assert sum(" fp32 " in line for line in lines) >= 12          # fp32 fits shared memory too
+    # (fp32 runs on tf32 and is not tuned: a few bytes spill with Triton 3.9 there)
+    ours = [line for line in lines if line.split()[1] in ("flat_scores", "gather_scores", "pool")
+            and " fp32 " not in line]
+    assert not [line for line in ours if "SPILLS" in line], "register spills:\n" + "\n".join(
+        line for line in ours if "SPILLS" in line)

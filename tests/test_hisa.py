@@ -35,15 +35,16 @@ def test_pooling_matches_reference(dtype, N, B, device):
     assert torch.equal(poisoned[ids.long()].float(), kbar[ids.long()].float())
 
 
+@pytest.mark.parametrize("B,sub", [(16, None), (32, 16)])   # sub: rows per tile below a whole block
 @pytest.mark.parametrize("dtype", [torch.bfloat16, "fp8"])
-def test_gather_scores_match_flat_scores(dtype, device):
-    T, H, D, N, B = 4, 5, 32, 100, 16
+def test_gather_scores_match_flat_scores(dtype, B, sub, device):
+    T, H, D, N = 4, 5, 32, 100 * B // 16
     q, k, w, ks, ke, ksc = make_inputs(T, H, D, N, dtype, device)
     ks[2] = 20                                      # a packed query: first kept block partly invisible
     kept = torch.tensor([[0, 3, 6, -1], [1, 2, 3, 4], [1, 2, 5, 6], [6, 0, 4, 2]], dtype=torch.int32, device=device)
     kept = torch.minimum(kept, ((ke - 1) // B)[:, None].int())
     out = torch.full((T, 4 * B), float("nan"), device=device)
-    launch_gather_scores(q, k, w, kept, ks, ke, B, ksc, out=out)
+    launch_gather_scores(q, k, w, kept, ks, ke, B, ksc, out=out, config=dict(SUB=sub) if sub else None)
     flat = flat_scores_ref(q, k, w, ks, ke, ksc)
     for t in range(T):
         for i in range(4):
@@ -167,3 +168,24 @@ def test_strided_inputs_are_handled(device):
     assert as_sets(indexers.flat_select(qv, kv, wv, ks, ke, ksc, topk=k)) == as_sets(ref)
     href = indexers.hisa_select(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m)
     assert as_sets(indexers.hisa_select(qv, kv, wv, ks, ke, ksc, topk=k, block_size=B, blocks=m)) == as_sets(href)
+
+
+def test_routing_counts_blocks_not_keys(device):
+    """A query that sees m * B keys from an unaligned start spans m + 1 blocks: HISA keeps only m
+    of them, so it must not be routed to the flat pipeline (which selects over all m + 1)."""
+    T, H, D, N, B, m, k = 2, 4, 32, 96, 16, 2, 8
+    ks = torch.tensor([8, 40], dtype=torch.int32)
+    ke = ks + m * B                                     # 32 keys: blocks 0-2 and 2-4
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, N, torch.float32, device, ks=ks, ke=ke, structured="positive_w")
+    # the middle block (the one HISA drops: first and last are forced) holds the best keys
+    for t in range(T):
+        mid = int(ks[t]) // B + 1
+        k_[mid * B:(mid + 1) * B] = q[t].mean(0) * 3
+    got = indexers.hisa_select(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m)
+    ref = hisa_select_ref(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m)
+    flat = flat_select_ref(q, k_, w, ks, ke, ksc, topk=k)
+    assert as_sets(ref) != as_sets(flat)               # the case is not vacuous
+    assert as_sets(got) == as_sets(ref)
+    assert indexers.hisa_routes(ks, ke, B, m, [(0, T)]) == ([(0, T)], [])
+    # aligned: the same number of keys is exactly m blocks, and the flat pipeline is right
+    assert indexers.hisa_routes(ks - 8, ke - 8, B, m, [(0, T)]) == ([], [(0, T)])

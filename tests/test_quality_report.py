@@ -123,11 +123,10 @@ def test_spearman():
 
 
 def test_iou_pages_keep_the_newest_run_without_stage1_variants(runs):
-    from hisa_bench.report.loading import latest_runs
-    from hisa_bench.report.quality_figures import prefer_plain_iou
+    from hisa_bench.report.loading import load_run
+    from hisa_bench.report.quality_figures import demote_stage1_iou
 
-    newest = latest_runs(runs)
-    assert [p.name for p in newest] == ["iou-20261130-120000-stage1"]
-    assert prefer_plain_iou(newest, runs) == newest          # no plain iou run: keep what there is
-    iou_run(runs, "iou-20261130-090000-plain", {"hisa": [0.5, 0.6], "block-sparse": [0.3, 0.4]})
-    assert [p.name for p in prefer_plain_iou(latest_runs(runs), runs)] == ["iou-20261130-090000-plain"]
+    stage = load_run(runs / "iou-20261130-120000-stage1")
+    assert demote_stage1_iou({"iou": [stage]})["iou"] == [stage]      # the only one still serves
+    plain = load_run(iou_run(runs, "iou-20261130-090000-plain", {"hisa": [0.5, 0.6], "block-sparse": [0.3, 0.4]}))
+    assert demote_stage1_iou({"iou": [stage, plain]})["iou"] == [plain, stage]

@@ -375,13 +375,16 @@ def test_grid_speedup_from_the_speed_run_without_speed_grid(tmp_path):
     with report_style():
         fig, notes = iou_figures.grid_pareto(iou, speed)
         alone, alone_notes = iou_figures.grid_pareto(iou, None)
-    x, y = _lines(fig, "grid|")["grid|points"]
     rows = speed.tables["speed"]
     want = rows[(rows["backend"] == "hisa") & (rows["mode"] == "chunk") & (rows["length"] == 65536)]["speedup"]
-    assert list(x) == list(want)  # only B=128, m=64 was timed; at the longest chunk length
-    assert any("no speedup for B=64, m=32; B=128, m=16" in n for n in notes)
-    assert "speed-20261129-100000, chunk mode at L=64K" in fig.axes[0].get_xlabel()
+    # Only B=128, m=64 was timed (at the longest chunk length): one timed point is no speed/fidelity
+    # trade-off, so the page draws fidelity against m and writes that point's speedup beside it.
+    assert "grid|points" not in _lines(fig, "grid|")
+    assert set(_lines(fig, "grid-fidelity|")) == {"grid-fidelity|B=64", "grid-fidelity|B=128"}
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels == [f"{float(want.iloc[0]):.2g}x faster (chunk mode at L=64K)"]
     assert any("fidelity alone" in n for n in alone_notes)
+    assert not any("fidelity alone" in n for n in notes)
     assert set(_lines(alone, "grid-fidelity|")) == {"grid-fidelity|B=64", "grid-fidelity|B=128"}
 
 
@@ -427,10 +430,12 @@ def test_only_an_iou_run_renders_its_pages_and_says_what_is_missing(tmp_path, ca
         main(["report", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     assert info.value.code == 0
     err = capsys.readouterr().err
-    assert "no speed run" in err and "no needle run" in err and "fidelity alone" in err
-    assert page_count(tmp_path / "out" / "report.pdf") == 5   # summary, 3 iou pages, environment
+    assert "no speed run" in err and "no needle run" in err
+    # one (B, m) point is no grid: no near-empty grid page, but the command that would fill it
+    assert "measured one (B, m) point; a grid run fills this page" in err and "--block-size 64,128,256" in err
+    assert page_count(tmp_path / "out" / "report.pdf") == 4   # summary, 2 iou pages, environment
     assert sorted(p.name for p in (tmp_path / "out" / "figures").iterdir()) == [
-        "environment.png", "grid.png", "iou_layers.png", "iou_position.png", "summary.png"]
+        "environment.png", "iou_layers.png", "iou_position.png", "summary.png"]
 
 
 def test_summary_shows_the_pooled_figures_of_the_shown_grid_point(full):

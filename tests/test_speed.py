@@ -56,8 +56,81 @@ def raises_bare(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
 
 def raises_api_error(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
     return api.flat_select(q, k, w, ks, ke, k_scale, topk=0)
+
+
+def good_bs(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return api.block_sparse_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
+                                   backend="reference")
+good_bs.method = "block-sparse"
+
+
+# ---- cheats: each must be failed-accuracy, never timed ----
+def _none(q, topk):
+    return torch.full((q.shape[0], topk), -1, dtype=torch.int32)
+
+
+def _first_only(sel):
+    sel = sel.clone()
+    sel[:, 1:] = -1
+    return sel
+
+
+def hisa_none(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _none(q, topk)
+hisa_none.method = "hisa"
+
+
+def hisa_first_only(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _first_only(good_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks))
+hisa_first_only.method = "hisa"
+
+
+def hisa_is_flat(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    # the flat top-k passed off as HISA: keys from more blocks than it may keep
+    return good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+hisa_is_flat.method = "hisa"
+
+
+def bs_none(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _none(q, topk)
+bs_none.method = "block-sparse"
+
+
+def bs_first_only(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _first_only(good_bs(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks))
+bs_first_only.method = "block-sparse"
+
+
+def bs_drops_last(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    sel = good_bs(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+    n = (sel >= 0).sum(1)
+    sel[torch.arange(sel.shape[0]), n - 1] = -1
+    return sel
+bs_drops_last.method = "block-sparse"
+
+
+def flat_none(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _none(q, topk)
+
+
+def flat_first_only(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    return _first_only(good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks))
+
+
+def flat_repeats_best(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    sel = good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+    return sel[:, :1].repeat(1, topk)
+
+
+def flat_neighbour(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    # right scores, but of keys outside the query's range (another sequence's cache, the future)
+    sel = good(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+    return torch.where(sel >= 0, sel + 1, sel)
 '''
-USER_NAMES = ("good", "good_hisa", "first_k", "int64", "short", "raises", "raises_bare", "raises_api_error")
+USER_NAMES = ("good", "good_hisa", "first_k", "int64", "short", "raises", "raises_bare", "raises_api_error",
+              "good_bs", "hisa_none", "hisa_first_only", "hisa_is_flat", "bs_none", "bs_first_only",
+              "bs_drops_last", "flat_none", "flat_first_only", "flat_repeats_best", "flat_neighbour")
+CHEATS = USER_NAMES[9:]
 
 
 def _subprocess(args, timeout=120):
@@ -101,7 +174,8 @@ def test_run_folder_files(main_run):
     assert sorted(x.name for x in runs.iterdir()) == [folder.name]          # no .tmp-* left
     assert sorted(x.name for x in folder.iterdir()) == ["env.json", "speed.csv", "speed.json"]
     env = json.loads((folder / "env.json").read_text())
-    assert env["device"] == "cpu-interpreter" and env["gpu"] is None
+    assert env["device"] == "cpu-interpreter"
+    assert env["gpu"] is None or torch.cuda.is_available()     # --device cpu works beside a GPU too
     assert env["kernels"].startswith("interpreted")
     assert env["timing"]["method"].startswith("wall clock")                 # not do_bench on a CPU
     assert "speed" in env["command"] and "--device cpu" in env["command"]
@@ -168,6 +242,16 @@ def test_user_backends(main_run):
         assert good["status"] == "ok" and good["note"] == "" and good["median_ms"] > 0
         assert good["speedup"] > 0
         assert _rows(main_run, mode, user["good_hisa"])[0]["status"] == "ok"
+        assert _rows(main_run, mode, user["good_bs"])[0]["status"] == "ok"
+        # a backend that does not report its work is charged what ours of its method does
+        for name, ours in (("good", "flat"), ("good_hisa", "hisa"), ("good_bs", "block-sparse")):
+            assert _rows(main_run, mode, user[name])[0]["flops"] == _rows(main_run, mode, ours)[0]["flops"], name
+        assert _rows(main_run, mode, "hisa")[0]["flops"] != _rows(main_run, mode, "flat")[0]["flops"]
+        for name in CHEATS:
+            r = _rows(main_run, mode, user[name])[0]
+            assert r["status"] == "failed-accuracy", (name, r)
+            assert r["note"].startswith("query "), (name, r)
+            assert all(r.get(c) is None for c in TIMING), (name, r)
         for name, note in (("first_k", "query"), ("int64", "returned torch.int64"),
                            ("short", "(4, 31)" if mode == "chunk" else "(2, 31)")):
             r = _rows(main_run, mode, user[name])[0]
@@ -206,17 +290,38 @@ def test_csv_format_prints_only_csv(tmp_path):
     assert not any(c.startswith("stage_") for c in lines[0].split(","))   # --no-stages
 
 
-def test_table_format_labels_interpreter_timings(tmp_path, capfd):
-    code = _main([*TINY, "--backend", "flat", "--no-stages", "--no-check", "--out", str(tmp_path)])
-    out, err = capfd.readouterr()
-    assert code == 0, err
+def test_table_format_labels_interpreter_timings(tmp_path):
+    # a fresh process, as the console script: --device cpu interprets the kernels there even on a
+    # machine with a GPU (this test process may hold compiled ones)
+    p = _subprocess(["speed", *TINY, "--backend", "flat", "--no-stages", "--no-check", "--out", str(tmp_path)])
+    out, err = p.stdout, p.stderr
+    assert p.returncode == 0, err
     assert "NOT GPU timings" in out and "flat" in out and "ok" in out
     assert "run folder:" in err and "run folder:" not in out
 
 
+def test_device_the_loaded_kernels_cannot_serve(tmp_path, capfd, monkeypatch):
+    """A process whose kernels were loaded for the other device says so on one line (a Python
+    session that compiled them, then asks for --device cpu)."""
+    from kernels import _runtime
+
+    monkeypatch.setattr(_runtime, "DEVICE", "cuda")       # as if compiled for a GPU in this process
+    code = _main([*TINY, "--backend", "flat", "--out", str(tmp_path / "runs")], fresh=False)      # --device cpu
+    out, err = capfd.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "the kernels were already loaded for" in err and "fresh process" in err
+    assert not (tmp_path / "runs").exists()
+
+
 # ---- bad input: one line on stderr, non-zero exit, nothing written ---------------------------
 
-def _main(argv):
+def _main(argv, fresh=True):
+    """The speed command in this process (its output to the captured fds), or in a fresh one when
+    it asks for --device cpu and this process compiled the kernels (tests/helpers.py)."""
+    from tests.helpers import needs_fresh_process, run_fresh
+
+    if fresh and needs_fresh_process(argv):
+        return run_fresh(["speed", *argv], capture=False).returncode
     try:
         cli.main(["speed", *argv])
     except SystemExit as e:
@@ -312,3 +417,74 @@ def test_decode_where_every_query_is_trivial(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
     hisa = [r for r in rows if r["backend"] == "hisa"][0]
     assert hisa.get("pool_update_ms") is None
+
+
+def test_rates_above_the_measured_ceiling_are_flagged(capsys):
+    from hisa_bench.backends import resolve
+    from hisa_bench.commands.speed import _print_table
+    from hisa_bench.measure.speed import SweepConfig, run_sweep
+    from hisa_bench.measure.timing import TimingSettings
+    from tests.conftest import DEVICE
+
+    cfg = SweepConfig(modes=["chunk"], lengths=[128], batches=[1], queries=4, heads=2, dim=16, topk=32,
+                      block_sizes=[16], blocks=[2], device=DEVICE, stages=False)
+    settings = TimingSettings(0.0, 0.0, 1)
+    rows = list(run_sweep(cfg, resolve(["flat", "hisa"]), settings, ceilings={"fp8_matmul_tflops": 1e-9}))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for r in rows:
+        assert "above the measured fp8 matmul ceiling" in r["tflops_flag"] and "ceiling" in r["note"]
+    _print_table(rows, DEVICE == "cpu")
+    assert capsys.readouterr().out.count("above ceiling!") == 2
+    rows = list(run_sweep(cfg, resolve(["flat"]), settings, ceilings={"fp8_matmul_tflops": 1e9}))
+    assert rows[0]["status"] == "ok" and rows[0].get("tflops_flag") is None and rows[0]["note"] == ""
+
+
+def test_selection_flops_is_what_our_pipelines_count(device):
+    from kernels import indexers
+    from tests.helpers import make_inputs
+
+    # a causal prefill in query chunks of 16: the first chunks are trivial (flat), later ones HISA
+    T, H, D, B, m, k = 64, 2, 16, 8, 3, 16
+    ks = torch.zeros(T, dtype=torch.int32)
+    ke = torch.arange(1, T + 1, dtype=torch.int32)
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, T, "fp8", device, ks=ks, ke=ke)
+    kw = dict(topk=k, block_size=B, blocks=m, query_chunk=16)
+    for method, prep in (("flat", indexers.prepare_flat(q, k_, w, ks, ke, ksc, topk=k, query_chunk=16)),
+                         ("hisa", indexers.prepare_hisa(q, k_, w, ks, ke, ksc, **kw)),
+                         ("block-sparse", indexers.prepare_block_sparse(q, k_, w, ks, ke, ksc, topk=k, block_size=B,
+                                                                        query_chunk=16))):
+        assert prep.flops == indexers.selection_flops(method, ks, ke, H, D, **kw) > 0, method
+    pairs = T * (T + 1) // 2
+    assert indexers.selection_flops("flat", ks, ke, H, D, **kw) == pairs * 2 * H * D
+    hisa = indexers.selection_flops("hisa", ks, ke, H, D, **kw)
+    assert 0 < hisa and hisa != pairs * 2 * H * D
+
+
+STICKY_BACKEND = '''
+import torch
+
+def faults(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
+    raise RuntimeError("CUDA error: an illegal memory access was encountered\\nCUDA kernel errors might be reported later")
+'''
+
+
+def test_a_sticky_cuda_error_keeps_the_rows_before_it(tmp_path):
+    """After an illegal address the process cannot use the GPU again: the row that hit it is an
+    error row, the rows measured before it are written, and the command ends on one line with a
+    non-zero exit, not a traceback. (Simulated by a backend that raises the CUDA error's text.)"""
+    (tmp_path / "sticky.py").write_text(STICKY_BACKEND)
+    bad = f"{tmp_path / 'sticky.py'}:faults"
+    p = _subprocess(["speed", *TINY, "--mode", "chunk,decode", "--batch", "2", "--backend",
+                     f"hisa,{bad},block-sparse", "--no-stages", "--format", "json", "--out", str(tmp_path / "runs")])
+    assert p.returncode == 5, p.stderr
+    assert p.stdout == ""
+    err = [line for line in p.stderr.splitlines() if line.startswith("hisa-bench: error:")]
+    assert len(err) == 1 and "illegal memory access" in err[0] and "rows measured before it" in err[0]
+    assert "Traceback" not in p.stderr
+    folder = next((tmp_path / "runs").iterdir())
+    saved = json.loads((folder / "speed.json").read_text())
+    assert [(r["mode"], r["backend"], r["status"]) for r in saved["rows"]] == [
+        ("chunk", "flat", "ok"), ("chunk", "hisa", "ok"), ("chunk", bad, "error")]
+    assert "illegal memory access" in saved["rows"][-1]["note"] and "illegal memory access" in saved["aborted"]
+    assert len(pd.read_csv(folder / "speed.csv")) == 3
+    assert (folder / "env.json").exists()

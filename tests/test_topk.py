@@ -9,10 +9,10 @@ from kernels.topk_naive import topk_ref
 from tests.helpers import as_sets
 
 # small buffers in the interpreter so that every path runs on tiny rows:
-DIRECT = dict(CAP=512, SAMPLE=32, SEG=32, TILE=32)     # whole row in registers
-SAMPLED = dict(CAP=256, SAMPLE=64, SEG=64, TILE=32)    # sample -> segment candidates -> exact search
-FALLBACK = dict(CAP=16, SAMPLE=32, SEG=32, TILE=32)    # too many candidates -> 4-bit narrowing passes
-PATHS = {"direct": DIRECT, "sampled": SAMPLED, "fallback": FALLBACK}
+DIRECT = dict(CAP=512, TILE=32)     # whole row in registers
+STREAMED = dict(CAP=128, TILE=32)   # histogram pass, then keys above the bin out, the bin's keys listed
+CROWDED = dict(CAP=16, TILE=32)     # crowded bins: two or three histogram passes before the last one
+PATHS = {"direct": DIRECT, "streamed": STREAMED, "crowded": CROWDED}
 
 
 def _rows(kind, T, W, device):
@@ -87,3 +87,51 @@ def test_checker_catches_wrong_selection(device):
     # ties: any of the tied entries is fine
     s2 = torch.tensor([[1.0, 2.0, 2.0, 2.0, 0.0]])
     assert not selection_errors(torch.tensor([[3, 1]], dtype=torch.int32), s2, base, torch.tensor([5]), 2)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("kind", ["structured", "window", "zeros", "equal", "causal", "clusters"])
+def test_topk_on_score_row_kinds(kind, path, device):
+    """The row kinds the speed command times (hisa_bench/inputs/score_rows.py): the same sets as the
+    reference, lowest positions winning ties (-0.0 and +0.0 are equal scores)."""
+    from hisa_bench.inputs.score_rows import make_rows
+
+    T, W, k = 5, 700, 40
+    s, row_len = make_rows(kind, T, W, k=k, seed=3, device=device)
+    if kind == "window":                 # a window narrower than the row, at these sizes
+        s[:, :-100] = torch.randn(T, W - 100, device=device) * 0.1
+        s[:, -100:] += 10
+    out = torch.full((T, k), -7, dtype=torch.int32, device=device)
+    launch_topk(s, k, row_len, None, out=out, config=PATHS[path] if device == "cpu" else None)
+    ref = topk_ref(s, k, row_len)
+    assert not (out == -7).any(), "unwritten output slots"
+    assert as_sets(out) == as_sets(ref)
+
+
+def test_topk_signed_zeros_tie(device):
+    # +0.0 and -0.0 are one score: the lowest positions win, whatever the sign bit
+    s = torch.tensor([[-0.0, 0.0, -0.0, 0.0, 1.0, -1.0]], device=device)
+    out = launch_topk(s, 3, torch.tensor([6], dtype=torch.int32, device=device), None)
+    assert as_sets(out) == [{4, 0, 1}]
+
+
+def test_topk_long_row_many_tiles(device):
+    # a row of several tiles in every pass, with the default configuration
+    T, W, k = 2, 5000, 64
+    s = torch.randn(T, W, device=device)
+    s[1] = torch.randint(0, 3, (W,), device=device).float()      # crowded: ties decide
+    row_len = torch.tensor([W, W - 17], dtype=torch.int32, device=device)
+    out = launch_topk(s, k, row_len, None)
+    assert as_sets(out) == as_sets(topk_ref(s, k, row_len))
+
+
+@pytest.mark.parametrize("kind", ["random", "clusters"])
+def test_topk_counts_past_255_tiles(kind, device):
+    # a pass counts each slot's keys in 8-bit fields and empties them every 255 tiles: a row of
+    # more tiles than that must count right (tiny tiles make one here)
+    from hisa_bench.inputs.score_rows import make_rows
+
+    s, row_len = make_rows(kind, 2, 1100, k=24, seed=5, device=device)
+    out = torch.full((2, 24), -7, dtype=torch.int32, device=device)
+    launch_topk(s, 24, row_len, None, out=out, config=dict(CAP=16, TILE=4) if device == "cpu" else None)
+    assert as_sets(out) == as_sets(topk_ref(s, 24, row_len))

@@ -25,7 +25,7 @@ def _command_line(text, context, queries, layers, dtype, device, out) -> str:
 def register(app: typer.Typer):
     @app.command("capture")
     def capture(
-        text: Path = typer.Option(None, "--text", help="UTF-8 text to run the model on "
+        text: str = typer.Option(None, "--text", help="UTF-8 text to run the model on "
                                   "(default: the shipped public-domain Alice's Adventures in Wonderland)."),
         context: str = typer.Option("2048", "--context", help="Tokens of the text to run in one forward "
                                     "(the first N tokens; 2048, 4k, ...)."),
@@ -34,7 +34,7 @@ def register(app: typer.Typer):
                                     "shorter context)."),
         layers: str = typer.Option(DEFAULT_LAYERS, "--layers", help="Model layers to keep (comma list, or all); "
                                    "each gives one dump layer per KV group."),
-        out: Path = typer.Option(None, "--out", help="Dump file to write "
+        out: str = typer.Option(None, "--out", help="Dump file to write "
                                  "(default: reports/dumps/smollm2-135m-ctx<N>.pt); a .json sidecar goes beside it."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
         dtype: str = typer.Option("float32", "--dtype", help="Storage dtype of q and k: float32, float16 or bfloat16."),
@@ -51,6 +51,9 @@ def register(app: typer.Typer):
 
         if fmt not in ("text", "json"):
             raise HisaBenchError(f"--format {fmt!r}: expected text or json")
+        from ..errors import path_option
+
+        text, out = path_option(text, "--text"), path_option(out, "--out")
         try:
             n_ctx = parse_length(context)
         except HisaBenchError as e:

@@ -19,7 +19,7 @@ DUMP = REPO_ROOT / "reports" / "dumps" / "smollm2-135m.pt"
 def register(app: typer.Typer):
     @app.command("demo")
     def demo(
-        out: Path = typer.Option(Path("reports/demo"), help="Where the demo's run folders and report go."),
+        out: str = typer.Option("reports/demo", help="Where the demo's run folders and report go."),
         device: str = typer.Option("auto", help="auto (cuda when present), cuda or cpu."),
     ):
         """End-to-end demo: time flat vs HISA, measure fidelity on real captured tensors, plant
@@ -27,8 +27,9 @@ def register(app: typer.Typer):
         import torch
 
         from ..cli import app as root
-        from ..errors import HisaBenchError
+        from ..errors import HisaBenchError, path_option
 
+        out = path_option(out, "--out")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device not in ("cuda", "cpu"):
@@ -56,8 +57,15 @@ def register(app: typer.Typer):
 
 
 def _call(app, args):
+    """Run one step; stop the demo when it fails or is interrupted. Typer hands a Ctrl-C inside a
+    step back as the return value 130 instead of raising it: raise it again, so the demo stops."""
     try:
-        app(args=args, standalone_mode=False)
+        rv = app(args=args, standalone_mode=False)
     except SystemExit as e:
         if e.code not in (0, None):
             raise
+        return
+    if rv == 130:
+        raise KeyboardInterrupt
+    if isinstance(rv, int) and rv != 0:
+        raise SystemExit(rv)

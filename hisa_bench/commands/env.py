@@ -8,10 +8,15 @@ import typer
 
 def register(app: typer.Typer):
     @app.command("env")
-    def env(as_json: bool = typer.Option(False, "--json", help="Print the stamp as JSON.")):
+    def env(fmt: str = typer.Option("text", "--format", help="text, or json (the environment stamp that every "
+                                    "run folder records)."),
+            as_json: bool = typer.Option(False, "--json", help="Same as --format json.")):
         """Print GPU, driver, torch, triton and python versions, and whether kernels run compiled
         or interpreted."""
         from ..environment import stamp
+        from ..errors import check_format
+
+        as_json = check_format(fmt) == "json" or as_json
 
         s = stamp(command="hisa-bench env")
         if as_json:

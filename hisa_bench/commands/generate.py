@@ -53,6 +53,8 @@ def register(app: typer.Typer):
                                          help="Key norms scale by exp(sigma * N(0,1)): heavier tail when larger."),
         key_noise: float = typer.Option(_D.key_noise, "--key-noise", help="Norm of the Gaussian noise in keys."),
         query_noise: float = typer.Option(_D.query_noise, "--query-noise", help="Norm of the Gaussian noise in queries."),
+        fmt: str = typer.Option("text", "--format", help="text, or json (stdout then holds the file written and "
+                                "its meta)."),
         query_tail: float = typer.Option(_D.query_tail, "--query-tail",
                                          help="Query positions have density ((s+1)/T)^tail: 0 uniform, larger = "
                                               "more queries near the end."),
@@ -60,9 +62,12 @@ def register(app: typer.Typer):
         """Write a seeded synthetic dump: sinks, recency, topics, needles, adversarial blocks, heavy tails.
 
         docs/fidelity.md describes every knob."""
+        from ..errors import check_format, path_option
         from ..inputs.dump import save_dump
         from ..inputs.synthetic import generate as make
 
+        check_format(fmt)
+        path_option(out, "--out")
         cfg = SyntheticConfig(
             seed=seed, layers=layers, keys=keys, queries=queries, heads=heads, dim=dim, dtype=dtype,
             weights=weights, sinks=sinks, sink_strength=sink_strength, recency_strength=recency_strength,
@@ -73,5 +78,9 @@ def register(app: typer.Typer):
             query_noise=query_noise, query_tail=query_tail)
         layer_list, meta = make(cfg)
         path = save_dump(out, layer_list, meta)
+        if fmt == "json":
+            import json
+
+            print(json.dumps({"dump": str(path), "bytes": path.stat().st_size, "meta": meta}, indent=1, default=str))
         print(f"wrote {path}: {layers} layer(s), {keys} keys, {queries} queries, H={heads}, D={dim}, "
               f"{dtype}, seed {seed}", file=sys.stderr)

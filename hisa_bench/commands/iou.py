@@ -9,70 +9,129 @@ import typer
 FORMATS = ("table", "json", "csv")
 
 
-def _fmt(x, digits=4):
-    return "-" if x is None else f"{x:.{digits}f}"
+def _method_columns(wide_key="wide"):
+    """The per-method figures, in table order; `wide` ones only with --wide."""
+    from ..tables import Column, fmt
+
+    def stat(key, digits=4):
+        return lambda r: fmt(r["stats"].get(key), digits)
+
+    return [Column("method", lambda r: r["method"], numeric=False),
+            Column("IoU", stat("iou_mean")), Column("p1", stat("iou_p1"), wide=True), Column("p5", stat("iou_p5")),
+            Column("min", stat("iou_min")), Column("recall", stat("recall_mean")),
+            Column("score rec", stat("score_recall_mean"), wide=True), Column("top1", stat("top1_recall", 3), wide=True),
+            Column("top16", stat("top16_recall", 3), wide=True), Column("top128", stat("top128_recall", 3), wide=True)]
 
 
-def print_table(results: list, console):
-    from rich.table import Table
+def layer_columns():
+    from ..tables import Column
+
+    first = lambda key: (lambda r: str(r[key]) if r["first"] else "")  # noqa: E731
+    return [Column("layer", lambda r: r["name"] if r["first"] else "", numeric=False),
+            Column("queries", first("queries")), Column("trivial", first("trivial")),
+            Column("tied F/B", lambda r: f"{r['tied_flat']}/{r['tied_block']}" if r["first"] else "", wide=True)
+            ] + _method_columns()
+
+
+def grid_columns():
+    from ..tables import Column
+
+    first = lambda key: (lambda r: str(r[key]) if r["first"] else "")  # noqa: E731
+    return [Column("B", first("B")), Column("m", first("m")),
+            Column("pooling", lambda r: r["pooling"] if r["first"] else "", numeric=False, wide=True),
+            Column("queries", first("queries"), wide=True), Column("trivial", first("trivial")),
+            Column("tied F/B", lambda r: f"{r['tied_flat']}/{r['tied_block']}" if r["first"] else "", wide=True)
+            ] + _method_columns()
+
+
+def _method_rows(entry, methods, **extra):
+    return [dict(extra, name=entry.get("name"), queries=entry["queries"], trivial=entry["trivial"],
+                 tied_flat=entry["tied_flat"], tied_block=entry["tied_block"], method=method, first=(i == 0),
+                 stats=entry[method.replace("-", "_")], section=(extra.get("section"), entry.get("name")))
+            for i, method in enumerate(methods)]
+
+
+def print_table(results: list, console, wide: bool = False):
+    from ..tables import build, wide_hint
 
     for res in results:
         cfg = res["config"]
         title = (f"top-k {cfg['topk']}  B {cfg['block_size']}  m {cfg['blocks']}  pooling {cfg['pooling']}  "
                  f"tie rule {cfg['tie_rule']}  (trivial queries excluded)")
-        table = Table(title=title, title_justify="left")
-        for col in ("layer", "queries", "trivial", "tied F/B", "method", "iou mean", "p1", "p5", "min",
-                    "recall", "score rec", "top1", "top16", "top128"):
-            table.add_column(col, justify="left" if col in ("layer", "method") else "right", no_wrap=True)
+        rows = []
         for entry in res["layers"] + [dict(res["overall"], name="overall")]:
-            for i, method in enumerate(cfg["methods"]):
-                s = entry[method.replace("-", "_")]
-                head = [entry["name"], str(entry["queries"]), str(entry["trivial"]),
-                        f"{entry['tied_flat']}/{entry['tied_block']}"] if i == 0 else [""] * 4
-                table.add_row(*head, method, _fmt(s["iou_mean"]), _fmt(s["iou_p1"]), _fmt(s["iou_p5"]),
-                              _fmt(s["iou_min"]), _fmt(s["recall_mean"]), _fmt(s["score_recall_mean"]),
-                              _fmt(s["top1_recall"], 3), _fmt(s["top16_recall"], 3), _fmt(s["top128_recall"], 3),
-                              end_section=(i == len(cfg["methods"]) - 1))
-        console.print(table)
+            rows += _method_rows(entry, cfg["methods"])
+        cols = layer_columns()
+        console.print(build(title, cols, rows, wide=wide, section_key="section", caption=wide_hint(cols, wide)))
 
 
-def print_grid(results: list, console):
+def print_grid(results: list, console, wide: bool = False):
     """One row per (grid point, method): the overall figures, for comparing grid points at a glance."""
-    from rich.table import Table
+    from ..tables import build, wide_hint
 
     cfg0 = results[0]["config"]
-    table = Table(title=f"top-k {cfg0['topk']}  tie rule {cfg0['tie_rule']}  overall over "
-                        f"{len(cfg0['layers'])} layer(s), trivial queries excluded", title_justify="left")
-    for col in ("B", "m", "pooling", "method", "queries", "trivial", "tied F/B", "iou mean", "p1", "p5", "min",
-                "recall", "score rec", "top1", "top16", "top128"):
-        table.add_column(col, justify="left" if col in ("pooling", "method") else "right", no_wrap=True)
+    rows = []
     for res in results:
-        cfg, o = res["config"], res["overall"]
-        for i, method in enumerate(cfg["methods"]):
-            s = o[method.replace("-", "_")]
-            table.add_row(str(cfg["block_size"]), str(cfg["blocks"]), cfg["pooling"], method, str(o["queries"]),
-                          str(o["trivial"]), f"{o['tied_flat']}/{o['tied_block']}", _fmt(s["iou_mean"]),
-                          _fmt(s["iou_p1"]), _fmt(s["iou_p5"]), _fmt(s["iou_min"]), _fmt(s["recall_mean"]),
-                          _fmt(s["score_recall_mean"]), _fmt(s["top1_recall"], 3), _fmt(s["top16_recall"], 3),
-                          _fmt(s["top128_recall"], 3), end_section=(i == len(cfg["methods"]) - 1))
-    console.print(table)
+        cfg = res["config"]
+        rows += _method_rows(dict(res["overall"], name=None), cfg["methods"], B=cfg["block_size"], m=cfg["blocks"],
+                             pooling=cfg["pooling"], section=(cfg["block_size"], cfg["blocks"], cfg["pooling"]))
+    cols = grid_columns()
+    console.print(build(f"top-k {cfg0['topk']}  tie rule {cfg0['tie_rule']}  overall over "
+                        f"{len(cfg0['layers'])} layer(s), trivial queries excluded", cols, rows, wide=wide,
+                        section_key="section", caption=wide_hint(cols, wide)))
 
 
-def table_console():
-    from rich.console import Console
+# Defaults for a long context (DeepSeek-V3.2's indexer). A dump shorter than they need gets its own.
+DEFAULT_TOPK, DEFAULT_BLOCK_SIZE, DEFAULT_BLOCKS = 2048, 128, 64
 
-    console = Console()
-    # piped output would otherwise be squeezed to 80 columns and truncate the figures
-    return console if console.is_terminal else Console(width=160)
+
+def fitted_defaults(longest: int) -> tuple[int, int, int]:
+    """(top-k, B, m) for a dump whose queries see at most `longest` keys: the standard ones when some
+    query sees more than m x B keys, else scaled down so that m x B is an eighth of the context
+    (queries beyond it are non-trivial): 4096 keys -> top-k 256, B 32, m 16."""
+    if longest > DEFAULT_BLOCK_SIZE * DEFAULT_BLOCKS * 2:
+        return DEFAULT_TOPK, DEFAULT_BLOCK_SIZE, DEFAULT_BLOCKS
+    topk = 16
+    while topk * 2 <= max(16, longest // 16):
+        topk *= 2
+    block = max(16, topk // 8)
+    return topk, block, max(2, 2 * topk // block)
+
+
+def _longest_context(dump_path) -> int:
+    from ..inputs.dump import load_dump
+
+    dump = load_dump(dump_path)
+    return max(int(layer["ke"].max()) if "ke" in layer else int(layer["q_pos"].max()) + 1
+               for layer in dump["layers"])
+
+
+def _check_engine_device(engine: str, device: str):
+    """Our kernels run compiled on a GPU when there is one; without one they run through the Triton
+    interpreter: minutes per layer for what the reference engine computes in seconds. Refuse then,
+    naming the option that works."""
+    from ..errors import HisaBenchError
+
+    if engine != "kernels":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise HisaBenchError("--engine kernels needs a CUDA GPU: without one our kernels run through the Triton "
+                             "interpreter (minutes per layer); use --engine reference, which gives the same "
+                             "figures from float64 scores")
 
 
 def register(app: typer.Typer):
     @app.command("iou")
     def iou(
         dump: str = typer.Option(..., "--dump", help="Indexer dump (hisa-bench capture or generate)."),
-        topk: int = typer.Option(2048, "--topk", help="Keys each selection keeps."),
-        block_size: str = typer.Option("128", "--block-size", help="HISA block size B; a comma list makes a grid."),
-        blocks: str = typer.Option("64", "--blocks", help="HISA blocks kept m (m*B >= top-k); a comma list makes a grid."),
+        topk: int = typer.Option(None, "--topk", help="Keys each selection keeps. Default 2048, or scaled to a "
+                                 "short dump (4096 keys: 256); the command says which it used."),
+        block_size: str = typer.Option(None, "--block-size", help="HISA block size B; a comma list makes a grid. "
+                                       "Default 128 (4096-key dump: 32)."),
+        blocks: str = typer.Option(None, "--blocks", help="HISA blocks kept m (m*B >= top-k); a comma list makes a "
+                                   "grid. Default 64 (4096-key dump: 16)."),
         method: str = typer.Option("hisa,block-sparse", "--method", help="Methods compared with flat: hisa, block-sparse."),
         pooling: str = typer.Option("mean", "--pooling",
                                     help="Stage-1 pooling: mean (paper), max, mean+max, quest; a comma list makes a grid."),
@@ -83,14 +142,18 @@ def register(app: typer.Typer):
                                    "either way: same figures)."),
         engine: str = typer.Option("reference", "--engine",
                                    help="reference: selections from float64 scores (reproducible on any device); "
-                                        "kernels: selections from our Triton kernels (use with --device cuda)."),
+                                        "kernels: selections from our Triton kernels (compiled on the GPU when there is "
+                                        "one, whatever --device says; interpreted on a CPU otherwise)."),
         tie_rule: str = typer.Option("low", "--tie-rule",
                                      help="Among equal scores: low (lower position wins, the default) or recent "
                                           "(higher position wins), for blocks and tokens alike."),
         tag: str = typer.Option(None, "--tag", help="Suffix of the run folder name."),
+        wide: bool = typer.Option(False, "--wide", help="Every column in the table (p1, tied, score and top-r "
+                                  "recall); CSV and JSON always have them."),
         stage1: str = typer.Option("relu", "--stage1",
                                    help="Stage-1 block rule(s), comma list: relu (paper), raw, relu-tiebreak, "
-                                        "erelu, ucb (docs/fidelity.md); other rules show as hisa/<rule>."),
+                                        "erelu, ucb, centroids2, centroids4, oracle (docs/fidelity.md); other rules "
+                                        "show as hisa/<rule>."),
     ):
         """Fidelity of HISA and block-sparse against flat on a dump: IoU, recall, score and top-r recall.
 
@@ -111,7 +174,22 @@ def register(app: typer.Typer):
             raise HisaBenchError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
         from ..measure.stage1 import STAGE1
         stage1_rules = name_list(stage1, "--stage1", STAGE1)
-        dev = resolve_device(device)
+        for option, value in (("--dump", dump), ("--out", out)):
+            if not str(value).strip():
+                raise HisaBenchError(f"{option}: expected a path, got an empty string")
+        _check_engine_device(engine, device)
+        dev = resolve_device(device)      # before the dump is read: a missing GPU is said first
+        if topk is None and block_size is None and blocks is None:
+            longest = _longest_context(dump)
+            topk, block_size, blocks = fitted_defaults(longest)
+            if topk != DEFAULT_TOPK:
+                print(f"hisa-bench: note: {dump} holds {longest} keys, too few for the defaults (top-k "
+                      f"{DEFAULT_TOPK}, B {DEFAULT_BLOCK_SIZE}, m {DEFAULT_BLOCKS}: every query would see at most "
+                      f"m x B keys, where HISA equals flat); using --topk {topk} --block-size {block_size} "
+                      f"--blocks {blocks}", file=sys.stderr)
+        topk = DEFAULT_TOPK if topk is None else topk
+        block_size = str(DEFAULT_BLOCK_SIZE if block_size is None else block_size)
+        blocks = str(DEFAULT_BLOCKS if blocks is None else blocks)
         obj, results, folder = run_iou(
             dump_path=dump, topk=topk,
             block_sizes=int_list(block_size, "--block-size"), blocks=int_list(blocks, "--blocks"),
@@ -124,10 +202,26 @@ def register(app: typer.Typer):
             from ..measure.fidelity import layers_frame
             sys.stdout.write(layers_frame(results).to_csv(index=False))
         else:
-            console = table_console()
+            from ..tables import console_for_tables
+
+            console = console_for_tables(wide)
             if len(results) == 1:
-                print_table(results, console)
+                print_table(results, console, wide)
             else:
-                print_grid(results, console)
+                print_grid(results, console, wide)
                 console.print("per-layer figures: iou.json and layers.csv in the run folder")
+        _say_if_all_trivial(results, dump)
         print(f"run folder: {folder}", file=sys.stderr)
+
+
+def _say_if_all_trivial(results, dump):
+    """A run where every query is trivial has no figures (a table of '-'): say why and what fits."""
+    points = [r for r in results if r["overall"]["queries"] and r["overall"]["queries"] == r["overall"]["trivial"]]
+    if not points:
+        return
+    longest = _longest_context(dump)
+    topk, b, m = fitted_defaults(longest)
+    which = ", ".join(f"B {r['config']['block_size']} m {r['config']['blocks']}" for r in points)
+    print(f"hisa-bench: note: at {which} every query of {dump} sees at most m x B keys, so HISA equals flat "
+          f"there and there is nothing to measure; options that fit its {longest} keys: --topk {topk} "
+          f"--block-size {b} --blocks {m}", file=sys.stderr)

@@ -80,6 +80,9 @@ def register(app: typer.Typer):
 
         if fmt not in FORMATS:
             raise HisaBenchError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        from ..errors import path_option
+
+        path_option(out, "--out")
         cfg = NeedleConfig(lengths=parse_lengths(lengths), depths=_float_list(depths, "--depths"), trials=trials,
                            heads=heads, dim=dim, topk=topk, block_size=block_size, blocks=blocks, pooling=pooling,
                            strength=strength, adversarial=adversarial, dtype=dtype, seed=seed,

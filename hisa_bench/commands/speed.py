@@ -35,7 +35,14 @@ def register(app: typer.Typer):
         lengths: Optional[str] = typer.Option(None, help="Context lengths, comma list (k = 1024, m = 1024^2). "
                                               "Default 8k,32k,128k (CPU: 512,1k; at most 16k)."),
         mode: str = typer.Option("chunk", help="chunk (M queries at the tail), prefill (whole causal sequence), "
-                                 "decode (a batch of single queries); comma list for several."),
+                                 "decode (a batch of single queries); comma list for several. topk (alone): "
+                                 "the row top-k by itself against torch.topk, rows of --lengths wide."),
+        inputs: Optional[str] = typer.Option(None, help="What the timed tensors hold, comma list: random, structured "
+                                             "(sinks, recency, topics, exact zeros), PATH.pt (a dump's own q/k/w; "
+                                             "PATH.pt@LAYER for one layer). Default random,structured (CPU: "
+                                             "random). --mode topk: row kinds (random, structured, window, zeros, "
+                                             "equal, causal, clusters; all = every one, the default) and dumps "
+                                             "(docs/inputs.md)."),
         queries: Optional[int] = typer.Option(None, help="Queries per timed call: chunk mode's M, prefill's query "
                                               "chunk. Default 1024 (CPU: 16)."),
         batch: Optional[str] = typer.Option(None, help="Decode batch sizes, comma list. Default 1,8,64 (CPU: 1,4)."),
@@ -53,8 +60,9 @@ def register(app: typer.Typer):
                                     "taking (q, k, w, ks, ke, k_scale, *, topk, block_size, blocks) and returning "
                                     "int32 [T, topk] positions (docs: hisa_bench/backends.py)."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv (json/csv: stdout holds only data)."),
-        out: Path = typer.Option(Path("reports/runs"), help="Parent folder of the run folder."),
-        device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter."),
+        out: str = typer.Option("reports/runs", help="Parent folder of the run folder."),
+        device: str = typer.Option("cuda", help="cuda, or cpu for tiny shapes through the Triton interpreter "
+                                    "(also on a machine with a GPU: the command interprets the kernels then)."),
         seed: int = typer.Option(0, help="Seed of the synthetic inputs."),
         warmup_ms: float = typer.Option(25.0, help="Warm-up per measurement (ms; GPU only)."),
         rep_ms: float = typer.Option(200.0, help="Time spent on timed repetitions per measurement (ms)."),
@@ -62,6 +70,8 @@ def register(app: typer.Typer):
         stages: bool = typer.Option(True, help="Also time each stage (HISA: pool, block scores, block top-k, "
                                     "token scores, token top-k)."),
         tag: Optional[str] = typer.Option(None, help="Suffix of the run folder name (letters, digits, . _ -)."),
+        wide: bool = typer.Option(False, "--wide", help="Every column in the table (p20-p80, TFLOP/s, stages); "
+                                  "CSV and JSON always have them."),
     ):
         """Time flat, HISA and block-sparse selection (and your backends) across context lengths, after
         checking each one's accuracy. Writes a run folder with speed.csv, speed.json and env.json.
@@ -69,8 +79,16 @@ def register(app: typer.Typer):
         Without a GPU, --device cpu runs tiny shapes through the Triton interpreter (not GPU timings)."""
         if fmt not in ("table", "json", "csv"):
             raise HisaBenchError(f"--format must be table, json or csv, got {fmt!r}")
+        if not str(out).strip():
+            raise HisaBenchError("--out: expected a folder, got an empty string")
+        out = Path(out)
+        if not backend.strip(" ,"):
+            raise HisaBenchError("--backend: expected backend names (flat, hisa, block-sparse, flat-torch or "
+                                 "module:function), got an empty string")
         if device not in ("cuda", "cpu"):
             raise HisaBenchError(f"--device must be cuda or cpu, got {device!r}")
+        if device == "cpu":
+            prefer_interpreter()       # before anything imports the kernels
         from ..lengths import parse_lengths
         from ..workloads import MODES
 
@@ -80,8 +98,11 @@ def register(app: typer.Typer):
         if not modes:
             raise HisaBenchError(f"--mode: expected chunk, prefill or decode, got {mode!r}")
         for m in modes:
-            if m not in MODES:
-                raise HisaBenchError(f"--mode: expected chunk, prefill or decode, got {m!r}")
+            if m not in MODES + ("topk",):
+                raise HisaBenchError(f"--mode: expected chunk, prefill, decode or topk, got {m!r}")
+        if "topk" in modes and len(modes) > 1:
+            raise HisaBenchError("--mode topk times the row top-k alone: run it on its own, not with "
+                                 f"{', '.join(m for m in modes if m != 'topk')}")
         if device == "cpu" and max(length_list) > CPU_MAX_LENGTH:
             raise HisaBenchError(f"--device cpu runs the Triton interpreter: lengths up to {CPU_MAX_LENGTH}, "
                                  f"got {max(length_list)}")
@@ -102,17 +123,52 @@ def register(app: typer.Typer):
             blocks=_ints(pick(blocks, "blocks"), "--blocks"), dtype=dtype, ragged=ragged, seed=seed,
             device=device, check=check, stages=stages)
         backend_names = [b.strip() for b in backend.split(",") if b.strip()]
-        _validate(cfg, backend_names)
+        if modes == ["topk"]:       # no indexer runs: only the row shape matters
+            for name, v in (("--queries", cfg.queries), ("--topk", cfg.topk)):
+                if v < 1:
+                    raise HisaBenchError(f"{name} must be at least 1, got {v}")
+        else:
+            _validate(cfg, backend_names)
         check_tag(tag)
-        from ..backends import resolve
+        from ..measure.inputs_option import resolve_inputs
 
-        backends = resolve(backend_names)      # loads user backends: their errors are option errors too
+        cfg.inputs = resolve_inputs(inputs, cfg, topk_mode=modes == ["topk"])
+        if modes == ["topk"]:
+            backends = []
+        else:
+            from ..backends import resolve
+
+            backends = resolve(backend_names)      # loads user backends: their errors are option errors too
         import torch
 
         if device == "cuda" and not torch.cuda.is_available():
             raise NoGpuError("no CUDA GPU found: `hisa-bench speed` times GPU kernels; use --device cpu for a tiny "
                              "interpreter run")
-        _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms)
+        use_kernels_on(device)
+        _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms, wide)
+
+
+def prefer_interpreter():
+    """--device cpu: Triton picks compiled or interpreted kernels when they are first imported, so
+    on a machine with a GPU, TRITON_INTERPRET=1 must be set before that (as it is in a fresh
+    process, the console script's case)."""
+    import os
+
+    if "kernels._runtime" not in sys.modules and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
+def use_kernels_on(device: str):
+    """One-line error when the kernels this process loaded cannot run on `device` (compiled
+    kernels take CUDA tensors, interpreted ones CPU tensors; a process cannot switch)."""
+    import os
+
+    from kernels import _runtime
+
+    if _runtime.DEVICE != device:
+        raise HisaBenchError(f"--device {device}: the kernels were already loaded for {_runtime.DEVICE} in this "
+                             f"process (TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', 'unset')}); run the "
+                             f"command in a fresh process" + (" without TRITON_INTERPRET=1" if device == "cuda" else ""))
 
 
 def _validate(cfg, backend_names):
@@ -138,12 +194,17 @@ def _validate(cfg, backend_names):
                              f"{2 * min(cfg.block_sizes)} with --block-size {min(cfg.block_sizes)}")
 
 
-def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
+def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms, wide):
     from rich.console import Console
     from ..progress import progress_bar
 
     from ..environment import stamp
     from ..measure.speed import count_points, run_sweep
+    from ..measure import topk_speed
+
+    topk_mode = cfg.modes == ["topk"]
+    if topk_mode:     # the row top-k alone: its own rows, same run folder format
+        count_points, run_sweep = topk_speed.count_points, topk_speed.run_sweep
     from ..measure.timing import TimingSettings
     from ..results import RunFolder
 
@@ -155,32 +216,46 @@ def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms):
         from ..measure.ceilings import measure_ceilings
         err.print("measuring the GPU's matmul and copy ceilings ...")
         ceilings = measure_ceilings()
+    from ..measure.speed import GpuContextLost
+
+    interp = cfg.device == "cpu"
+    # stamped before the sweep: after a sticky CUDA error nothing may touch the GPU again
+    env = stamp(timing=settings.as_dict(cfg.device), device="cpu-interpreter" if interp else "cuda")
+    aborted = None
     with RunFolder(out, "speed", tag) as run:
         with progress_bar() as bar:
             task = bar.add_task("speed", total=count_points(cfg, backends))
-            for row in run_sweep(cfg, backends, settings,
-                                 progress=lambda d: bar.update(task, description=d)):
-                rows.append(row)
-                bar.advance(task)
-        interp = cfg.device == "cpu"
+            try:
+                for row in run_sweep(cfg, backends, settings, ceilings=ceilings,
+                                     progress=lambda d: bar.update(task, description=d)):
+                    rows.append(row)
+                    bar.advance(task)
+            except GpuContextLost as e:     # keep what was measured, then fail on one line
+                aborted = e
         for r in rows:
             r["device"] = "cpu-interpreter" if interp else "cuda"
         config = dict(vars(cfg), backends=[b.name for b in backends], baseline="flat",
                       timing=settings.as_dict(cfg.device), interpreter=interp)
+        config["inputs"] = [s.label for s in cfg.inputs]
+        if topk_mode:
+            config.update(backends=list(topk_speed.BACKENDS), baseline=topk_speed.BASELINE)
         frame = _frame(rows)
-        env = stamp(timing=settings.as_dict(cfg.device), device="cpu-interpreter" if interp else "cuda")
         run.json("env.json", env)
         run.json("speed.json", {"config": config, "rows": rows, "ceilings": ceilings, "label": "CPU / Triton interpreter: not GPU "
-                                "timings" if interp else None})
+                                "timings" if interp else None, "aborted": str(aborted) if aborted else None})
         run.csv("speed.csv", frame)
         folder = run.commit()
     err.print(f"run folder: {folder}")
+    if aborted is not None:
+        raise aborted
     if fmt == "json":
         print(json.dumps({"config": config, "rows": rows, "run": str(folder)}, default=str))
     elif fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
+    elif topk_mode:
+        topk_speed.print_table(rows, interp)
     else:
-        _print_table(rows, interp)
+        _print_table(rows, interp, wide)
 
 
 def _frame(rows):
@@ -198,28 +273,43 @@ def _frame(rows):
     return frame
 
 
-def _print_table(rows, interp):
-    from rich.console import Console
-    from rich.table import Table
+def _stages_text(r):
+    text = " ".join(f"{k[6:-3]}={r[k]:.3f}" for k in r if k.startswith("stage_") and r[k] is not None)
+    if r.get("pool_update_ms") is not None:
+        text += f" pool_update={r['pool_update_ms']:.4f}"
+    return text
+
+
+def speed_columns():
+    """The table's columns, in order; `wide` ones only with --wide. Add a column here."""
+    from ..tables import Column, sig
+
+    def ok(fn):
+        return lambda r: fn(r) if r["status"] == "ok" else "-"
+
+    return [
+        Column("mode", lambda r: r["mode"], numeric=False),
+        Column("L", lambda r: _fmt_len(r["length"])),
+        Column("batch", lambda r: str(r["batch"])),
+        Column("backend", lambda r: r["backend"] + (f" [{r['inputs']}]" if r.get("inputs") else ""), numeric=False),
+        Column("B/m", lambda r: f"{r['block_size']}/{r['blocks']}" if r.get("block_size") else "-"),
+        Column("median ms", ok(lambda r: f"{r['median_ms']:.3f}")),
+        Column("p20-p80 ms", ok(lambda r: f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}"), wide=True),
+        Column("TFLOP/s", ok(lambda r: sig(r.get("tflops"))), wide=True),
+        Column("speedup", ok(lambda r: f"{r.get('speedup', float('nan')):.2f}x")),
+        Column("stages ms", ok(_stages_text), numeric=False, wide=True),
+        # a rate above the GPU's measured ceiling means a broken measurement: said in the default columns
+        Column("status", lambda r: r["status"] + (" above ceiling!" if r.get("tflops_flag") else "")
+               + (f" ({r['note']})" if r.get("note") else ""), numeric=False),
+    ]
+
+
+def _print_table(rows, interp, wide=False):
+    from ..tables import build, console_for_tables, wide_hint
 
     title = "hisa-bench speed" + ("  [CPU / Triton interpreter: NOT GPU timings]" if interp else "")
-    t = Table(title=title)
-    for c in ("mode", "L", "batch", "backend", "B/m", "median ms", "p20-p80", "TFLOP/s", "speedup", "stages ms", "status"):
-        t.add_column(c, justify="right" if c not in ("mode", "backend", "status", "stages ms") else "left")
-    for r in rows:
-        ok = r["status"] == "ok"
-        stages = " ".join(f"{k[6:-3]}={r[k]:.3f}" for k in r if k.startswith("stage_") and r[k] is not None) if ok else ""
-        if ok and r.get("pool_update_ms") is not None:
-            stages += f" pool_update={r['pool_update_ms']:.4f}"
-        t.add_row(r["mode"], _fmt_len(r["length"]), str(r["batch"]), r["backend"],
-                  f"{r['block_size']}/{r['blocks']}" if r.get("block_size") else "-",
-                  f"{r['median_ms']:.3f}" if ok else "-",
-                  f"{r['p20_ms']:.3f}-{r['p80_ms']:.3f}" if ok else "-",
-                  f"{r['tflops']:.0f}" if ok else "-", f"{r.get('speedup', float('nan')):.2f}x" if ok else "-",
-                  stages, r["status"] + (f" ({r['note']})" if r.get("note") else ""))
-    # piped output has no terminal width: keep every column readable rather than 80 wide
-    console = Console() if sys.stdout.isatty() else Console(width=180)
-    console.print(t)
+    cols = speed_columns()
+    console_for_tables(wide).print(build(title, cols, rows, wide=wide, caption=wide_hint(cols, wide)))
 
 
 def _fmt_len(n):

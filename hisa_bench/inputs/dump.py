@@ -1,4 +1,4 @@
-"""Read, write and validate indexer dumps (shared/spec/dump-format.md, version 1).
+"""Read, write and validate indexer dumps (docs/dump-format.md, version 1).
 
 A dump is a plain dict saved with torch.save and loaded with torch.load(weights_only=True), so a
 dump can never run code. Every rule of the format is checked on load and on save; a broken file is
@@ -150,18 +150,62 @@ def save_dump(path, layers: list[dict], meta: dict) -> Path:
         raise HisaBenchError(f"{path}: cannot write the dump: {e.strerror or e}") from None
 
 
+WHAT_A_DUMP_IS = ("a dump is a dict of tensors saved with torch.save (a zip archive; docs/dump-format.md), read "
+                  "with weights_only=True, so pickled code in a file is never run")
+_ZIP_MAGIC = b"PK\x03\x04"
+# torch.save's pre-1.6 format: a pickle whose first object is this magic number (protocol 2, long1)
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def _what_it_is(head: bytes, size: int) -> str | None:
+    """What a file that is not a torch.save archive is instead, from its first bytes; None when it
+    looks like an archive (a failure to read it then means damage)."""
+    if size == 0:
+        return "is empty (0 bytes)"
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_LEGACY_TORCH_MAGIC):
+        return None
+    if head[:1] == b"\x80":
+        return "is a raw pickle, not a torch.save archive"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "is a text file, not a torch.save archive"
+    return f"is not a torch.save archive (it starts with bytes {head[:4].hex(' ')})"
+
+
 def load_dump(path) -> dict:
-    """Load a dump with weights_only=True and validate every rule of the format."""
+    """Load a dump with weights_only=True and validate every rule of the format. A file that is not a
+    dump gets one line saying what it is instead and what a dump is."""
+    import warnings
+
     path = Path(path)
     if not path.exists():
         raise HisaBenchError(f"{path}: no such file")
     if not path.is_file():
         raise HisaBenchError(f"{path}: not a file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise HisaBenchError(f"{path}: cannot read it: {e.strerror or e}") from None
+    instead = _what_it_is(head, size)
+    if instead is not None:
+        raise HisaBenchError(f"{path}: not a dump: it {instead}; {WHAT_A_DUMP_IS}")
+    try:
+        with warnings.catch_warnings():   # torch's own warnings say nothing a user can act on here
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for foreign or corrupt files
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HisaBenchError(f"{path}: not a readable torch dump ({detail[:160]})") from None
+        text = str(e)
+        if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
+            why = ("holds Python objects other than tensors and plain values, which the safe loader refuses "
+                   "(their code was not run)")
+        else:
+            why = f"is a damaged or truncated torch.save archive ({size} bytes)"
+        raise HisaBenchError(f"{path}: not a dump: it {why}; {WHAT_A_DUMP_IS}") from None
     validate_dump(obj, source=str(path))
     return obj
 

@@ -246,3 +246,131 @@ def generate(cfg: SyntheticConfig):
 
 
 __all__ = ["SyntheticConfig", "generate", "DTYPES"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Structured timing inputs: the same parts as above (sinks, recency code, topic spans, heavy-tailed
+# norms), built for any length in a few vectorised tensor operations on the target device, plus a
+# per-query "gate" that decides how many keys score above zero. No Python loop runs over keys.
+#
+# The gate is a direction g orthogonal to every other part. Every key carries -norm_j * g and query
+# t carries +c_t * g on every head, so q_th . k_j = norm_j * (x_thj - c_t) with x the dot product of
+# the other parts: key j scores exactly zero after ReLU on every head when max_h x_thj <= c_t.
+# c_t is the (1 - p_t) quantile of max_h x over keys sampled from the query's visible range, so
+# about a share p_t of its keys score above zero: a share `sparse_rows` of the queries keeps fewer
+# than top-k keys above zero (their k-th place is a tie among exact zeros), the others 35-85%.
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class StructuredConfig:
+    sinks: int = 4
+    sink_strength: float = 3.0
+    recency_window: int = 256
+    recency_freqs: int = 8
+    recency_strength: float = 1.2
+    topic_len: int = 2048            # mean keys per topic span
+    topic_strength: float = 1.0
+    topic_jump: float = 0.3
+    norm_sigma: float = 0.5
+    noise: float = 1.0
+    sparse_rows: float = 0.2         # share of queries with fewer than top-k keys above zero
+    dense_share: tuple = (0.35, 0.85)  # share of keys above zero for the other queries
+    samples: int = 4096              # keys sampled per query to place its gate
+
+
+def _orthonormal(g, dim, device):
+    a = torch.randn(dim, dim, generator=g, device=device)
+    return torch.linalg.qr(a.cpu())[0].to(device)     # QR on the host: tiny, and no GPU solver needed
+
+
+def structured_qkw(key_pos, q_pos, ks, ke, *, heads: int, dim: int, topk: int, seed: int = 0,
+                   device="cpu", cfg: StructuredConfig | None = None):
+    """float32 q [M, H, D], k [N, D], w [M, H] on `device`.
+
+    key_pos[j]: position of key j within its own sequence (0 at a sequence's first key), so packed
+    decode caches get sinks and topics per sequence; q_pos[t]: the query's position in its sequence;
+    [ks[t], ke[t]): the keys query t sees (the gate is calibrated on them)."""
+    cfg = cfg or StructuredConfig()
+    dev = torch.device(device)
+    g = torch.Generator(device=dev).manual_seed(int(seed))
+    key_pos = key_pos.to(dev, torch.int64)
+    q_pos = q_pos.to(dev, torch.int64)
+    N, M, H, D = key_pos.numel(), q_pos.numel(), heads, dim
+    span = int(key_pos.max()) + 1 if N else 1
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, device=dev)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=g, device=dev)
+
+    basis = _orthonormal(g, D, dev)
+    gate, sink = basis[:, 0], basis[:, 1]
+
+    def off_gate(x):
+        return x - (x @ gate)[..., None] * gate
+
+    def unit(x):
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    # topic spans: random cut points (never multiples of 16, so spans straddle block edges)
+    n_topics = max(2, -(-span // max(cfg.topic_len, 16)))
+    cuts = torch.randint(1, max(span, 2), (n_topics - 1,), generator=g, device=dev)
+    cuts = torch.sort(cuts + (cuts % 16 == 0).long()).values
+    key_topic = torch.searchsorted(cuts, key_pos, right=True)
+    q_topic = torch.searchsorted(cuts, q_pos, right=True)
+    topic_dirs = unit(off_gate(randn(n_topics, D)))
+
+    # recency: a sine/cosine position code, periods from the window to twice the context
+    F = cfg.recency_freqs
+    periods = torch.logspace(math.log10(cfg.recency_window), math.log10(max(span, cfg.recency_window) * 2), F,
+                             dtype=torch.float64, device=dev)
+    phase = rand(F).double() * 2 * math.pi
+    rec_basis = unit(off_gate(randn(2 * F, D)))
+
+    def code(pos):
+        return _position_code(pos, periods, phase).float() @ rec_basis
+
+    # keys
+    kp = randn(N, D) * (cfg.noise / math.sqrt(D))
+    kp += cfg.topic_strength * topic_dirs[key_topic]
+    kp += cfg.recency_strength * code(key_pos)
+    kp = off_gate(kp)
+    kp += cfg.sink_strength * sink * (key_pos < cfg.sinks).float()[:, None]
+    norm = torch.exp(cfg.norm_sigma * randn(N, 1))
+
+    # queries: per-head gains of sink, recency and topic; a head may follow an earlier topic
+    gains = torch.exp(0.5 * randn(3, H))
+    qp = randn(M, H, D) * (cfg.noise / math.sqrt(D))
+    qp += gains[0][None, :, None] * sink
+    qp += gains[1][None, :, None] * code(q_pos)[:, None, :]
+    jump = rand(M, H) < cfg.topic_jump
+    earlier = (rand(M, H) * (q_topic[:, None] + 1).float()).long().clamp(max=n_topics - 1)
+    qp += gains[2][None, :, None] * topic_dirs[torch.where(jump, earlier, q_topic[:, None])]
+    qp = off_gate(qp)
+
+    # the gate: share p_t of the visible keys above zero
+    ks64, ke64 = ks.to(dev, torch.int64), ke.to(dev, torch.int64)
+    visible = (ke64 - ks64).clamp_min(1).float()
+    sparse = rand(M) < cfg.sparse_rows
+    lo, hi = cfg.dense_share
+    p = torch.where(sparse, (0.2 + 0.7 * rand(M)) * topk / visible, lo + (hi - lo) * rand(M)).clamp(0.0, 1.0)
+    S = cfg.samples if M <= 8192 else min(cfg.samples, 1024)
+    c = torch.empty(M, device=dev)
+    rows = max(1, (1 << 25) // max(S * max(D, H), 1))
+    for t0 in range(0, M, rows):           # a loop over query chunks (memory), not over keys
+        t1 = min(M, t0 + rows)
+        idx = ks64[t0:t1, None] + (rand(t1 - t0, S) * visible[t0:t1, None]).long()
+        x = torch.einsum("thd,tsd->ths", qp[t0:t1], kp[idx]).amax(1)          # [t, S]
+        xs = torch.sort(x, dim=1).values
+        at = ((1.0 - p[t0:t1]) * S).long().clamp(0, S - 1)
+        # p_t = 1 (every key above zero): below the smallest sample
+        c[t0:t1] = torch.where(p[t0:t1] >= 1.0, xs[:, 0] - 1.0, xs.gather(1, at[:, None])[:, 0])
+    q = qp + c[:, None, None] * gate
+    k = norm * (kp - gate)
+    # signed head weights like a trained indexer's: mostly positive, some negative
+    w = (randn(M, H) * 0.5 + 0.5) / H
+    return q.contiguous(), k.contiguous(), w.contiguous()
+
+
+__all__ += ["StructuredConfig", "structured_qkw"]

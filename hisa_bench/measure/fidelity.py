@@ -1,6 +1,6 @@
 """How faithful HISA and block-sparse selections are to the flat indexer, per query and per layer.
 
-Follows shared/spec/indexer-semantics.md ("Fidelity metrics"): per query F is the flat top-k and
+Follows docs/semantics.md ("Fidelity metrics"): per query F is the flat top-k and
 S an approximate selection, both over the keys the query sees (ks..ke-1; plain causal dumps:
 0..q_pos inclusive).
 
@@ -141,16 +141,23 @@ def _mask_from_positions(sel, ks, width):
 
 
 def _kernel_selections(layer, t0, t1, ks, ke, topk, points, methods, device):
-    """Flat and per-point HISA / block-sparse masks from our Triton kernels (engine "kernels")."""
+    """Flat and per-point HISA / block-sparse masks from our Triton kernels (engine "kernels").
+    The kernels run on their own device (kernels._runtime.DEVICE: CUDA when compiled, the CPU when
+    interpreted), whatever --device the metrics use; selections come back to `device`."""
     from kernels import indexers
+    from kernels._runtime import DEVICE as kdev
 
-    q = layer["q"][t0:t1].to(device).contiguous()
-    k = layer["k"].to(device).contiguous()
-    w = layer["w"][t0:t1].to(device=device, dtype=torch.float32).contiguous()
-    k_scale = layer["k_scale"].to(device).contiguous() if "k_scale" in layer else None
-    ks32, ke32 = ks.to(torch.int32).contiguous(), ke.to(torch.int32).contiguous()
+    q = layer["q"][t0:t1].to(kdev).contiguous()
+    k = layer["k"].to(kdev).contiguous()
+    w = layer["w"][t0:t1].to(device=kdev, dtype=torch.float32).contiguous()
+    k_scale = layer["k_scale"].to(kdev).contiguous() if "k_scale" in layer else None
+    ks32, ke32 = ks.to(kdev, torch.int32).contiguous(), ke.to(kdev, torch.int32).contiguous()
     width = int((ke - ks).max())
-    flat = _mask_from_positions(indexers.flat_select(q, k, w, ks32, ke32, k_scale, topk=topk), ks, width)
+
+    def mask(sel):
+        return _mask_from_positions(sel.to(ks.device), ks, width)
+
+    flat = mask(indexers.flat_select(q, k, w, ks32, ke32, k_scale, topk=topk))
     per_point = {}
     for p in points:
         for method in methods:
@@ -160,7 +167,7 @@ def _kernel_selections(layer, t0, t1, ks, ke, topk, points, methods, device):
             else:
                 sel = indexers.block_sparse_select(q, k, w, ks32, ke32, k_scale, topk=topk,
                                                    block_size=p.block_size, pooling=p.pooling)
-            per_point[(p, method)] = _mask_from_positions(sel, ks, width)
+            per_point[(p, method)] = mask(sel)
     return flat, per_point
 
 

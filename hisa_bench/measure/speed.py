@@ -3,15 +3,15 @@ then for each backend: prepare, check accuracy on sampled queries, and only then
 end and stage by stage. Rows follow docs/results-format.md."""
 from __future__ import annotations
 
+import dataclasses
 import gc
-import sys
 from dataclasses import dataclass, field
 
 import torch
 
 from ..backends import BASELINE, Backend
 from ..errors import HisaBenchError
-from ..workloads import make_workload
+from ..workloads import InputSource, make_workload
 from . import accuracy
 from .timing import TimingSettings, time_call
 
@@ -36,6 +36,33 @@ class SweepConfig:
     check: bool = True
     stages: bool = True
     prefill_chunk: int | None = None
+    inputs: list = field(default_factory=lambda: [InputSource("random", "random")])   # --inputs
+
+
+class GpuContextLost(HisaBenchError):
+    """A sticky CUDA error (illegal address, launch failure): this process can run nothing more
+    on the GPU. The sweep stops after the row that hit it; the rows before it are kept."""
+
+    exit_code = 5
+
+
+# CUDA errors after which the context is unusable (every later call fails with the same error)
+STICKY_CUDA_ERRORS = ("illegal memory access", "unspecified launch failure", "misaligned address",
+                      "device-side assert", "illegal instruction", "an illegal", "uncorrectable ECC",
+                      "hardware stack error", "launch timed out")
+
+
+def _context_lost(e, device: str) -> bool:
+    if any(s in str(e) for s in STICKY_CUDA_ERRORS):
+        return True
+    if device != "cuda":
+        return False
+    try:   # an asynchronous fault surfaces at the next synchronisation
+        torch.cuda.synchronize()
+        torch.ones(1, device="cuda").add_(1).item()
+        return False
+    except Exception:
+        return True
 
 
 def _is_oom(e):
@@ -47,7 +74,8 @@ def _shape_points(cfg: SweepConfig):
     for mode in cfg.modes:
         for length in cfg.lengths:
             for batch in (cfg.batches if mode == "decode" else [1]):
-                yield mode, length, batch
+                for src in cfg.inputs:
+                    yield src, mode, length, batch
 
 
 def _grid(cfg, backend):
@@ -63,48 +91,74 @@ def count_points(cfg, backends):
     return sum(len(_grid(cfg, b)) for _ in _shape_points(cfg) for b in backends)
 
 
-def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSettings, progress=None):
-    """Yields one result row (dict) per (mode, length, batch, backend, grid point)."""
-    for mode, length, batch in _shape_points(cfg):
+def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSettings, progress=None,
+              ceilings: dict | None = None):
+    """Yields one result row (dict) per (inputs, mode, length, batch, backend, grid point).
+
+    A failure costs its own row (status error / oom, the message in note), not the run. After a
+    sticky CUDA error the GPU cannot be used again in this process: the row that hit it is
+    yielded, then GpuContextLost is raised, so the caller can keep what was measured."""
+    for src, mode, length, batch in _shape_points(cfg):
         wl = None
+        wl_error = None
         try:
             wl = make_workload(mode, length, batch=batch, queries=cfg.queries, heads=cfg.heads, dim=cfg.dim,
                                dtype=cfg.dtype, device=cfg.device, seed=cfg.seed,
                                # decode sequences start on a block edge for every block size of the grid
                                block_size=max(cfg.block_sizes),
-                               ragged=cfg.ragged, query_chunk=cfg.prefill_chunk)
+                               ragged=cfg.ragged, query_chunk=cfg.prefill_chunk, inputs=src, topk=cfg.topk)
         except Exception as e:
             if not _is_oom(e):
-                raise
+                if isinstance(e, HisaBenchError):
+                    raise                # a bad option or input file: one line, before any timing
+                wl_error = e
+        # a dump brings its own H and D: they win over --heads/--dim, and the row says so
+        heads, dim = (src.heads, src.dim) if src.kind == "dump" else (cfg.heads, cfg.dim)
+        pcfg = dataclasses.replace(cfg, heads=heads, dim=dim)
+        in_note = wl.info.get("inputs_note", "") if wl else ""
+        if src.kind == "dump" and (heads, dim) != (cfg.heads, cfg.dim):
+            in_note += f"; the dump's H = {heads}, D = {dim} (not --heads {cfg.heads} --dim {cfg.dim})"
         baseline_ms = None
         for backend in backends:
             for block_size, blocks in _grid(cfg, backend):
                 row = dict(mode=mode, length=length, batch=batch, queries=wl.queries if wl else None,
-                           backend=backend.name, baseline=BASELINE, heads=cfg.heads, dim=cfg.dim, topk=cfg.topk,
+                           backend=backend.name, baseline=BASELINE, inputs=src.label, heads=heads, dim=dim,
+                           topk=cfg.topk,
                            block_size=block_size if backend.method != "flat" else None,
                            blocks=blocks if backend.method == "hisa" else (cfg.topk // block_size if backend.method == "block-sparse" else None),
                            dtype=cfg.dtype, ragged=cfg.ragged if mode == "decode" else None,
-                           status="ok", note="")
+                           status="ok", note=in_note)
                 if progress:
                     progress(f"{mode} L={length}" + (f" B={batch}" if mode == "decode" else "") + f" {backend.name}"
-                             + (f" B{block_size} m{blocks}" if backend.method == "hisa" else ""))
+                             + (f" B{block_size} m{blocks}" if backend.method == "hisa" else "") + f" [{src.label}]")
                 if wl is None:
-                    row.update(status="oom", note="inputs do not fit in GPU memory")
+                    if wl_error is None:
+                        row.update(status="oom", note="inputs do not fit in GPU memory")
+                    else:
+                        row.update(status="error", note="building the inputs: " + _note(wl_error))
                     yield row
+                    if wl_error is not None and _context_lost(wl_error, cfg.device):
+                        raise GpuContextLost(_lost_message(wl_error, row))
                     continue
+                lost = None
                 try:
-                    row.update(_measure(backend, wl, cfg, settings, block_size, blocks, mode))
-                except HisaBenchError:
-                    if backend.ours:     # ours only raise it for a bad configuration: stop the run
-                        raise
-                    row.update(status="error", note=_note(sys.exc_info()[1]))
+                    row.update(_measure(backend, wl, pcfg, settings, block_size, blocks, mode, ceilings or {}))
+                except HisaBenchError as e:
+                    if backend.ours and not isinstance(e, GpuContextLost):
+                        raise            # ours only raise it for a bad configuration: stop the run
+                    row.update(status="error", note=_note(e))
                 except Exception as e:
                     if _is_oom(e):
                         row.update(status="oom", note="out of GPU memory")
                     else:
                         row.update(status="error", note=_note(e))
-                    if cfg.device == "cuda":
+                        if _context_lost(e, cfg.device):
+                            lost = e
+                    if cfg.device == "cuda" and lost is None:
                         torch.cuda.empty_cache()
+                if lost is not None:
+                    yield row
+                    raise GpuContextLost(_lost_message(lost, row))
                 if backend.name == BASELINE and row["status"] == "ok":
                     baseline_ms = row["median_ms"]
                 if row["status"] == "ok" and baseline_ms:
@@ -117,13 +171,44 @@ def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSetting
             torch.cuda.empty_cache()
 
 
+def _lost_message(e, row):
+    where = f"{row['mode']} L={row['length']}" + (f" batch={row['batch']}" if row["mode"] == "decode" else "")
+    return (f"{_note(e)} ({where}, backend {row['backend']}): the GPU cannot be used again in this "
+            f"process; the rows measured before it are in the run folder")
+
+
 def _note(e):
     """One line for the note column: the exception type and its message's first line (if any)."""
     lines = str(e).strip().splitlines()
     return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
 
 
-def _measure(backend, wl, cfg, settings, block_size, blocks, mode):
+CEILING_KEYS = {"fp8": ("fp8_matmul_tflops", "fp8"), "bf16": ("bf16_matmul_tflops", "bf16"),
+                "fp16": ("bf16_matmul_tflops", "bf16")}
+
+
+def tflops_flag(tflops: float, dtype: str, ceilings: dict) -> str | None:
+    """A note when a rate is above what the GPU's own matmul did in this run: then the FLOP
+    count or the timing is wrong, and the figure must not be read as a rate."""
+    key, name = CEILING_KEYS.get(dtype, (None, None))
+    ceiling = ceilings.get(key) if key else None
+    if ceiling and tflops > ceiling:
+        return f"above the measured {name} matmul ceiling ({ceiling:.0f} TFLOP/s): not a real rate"
+    return None
+
+
+def charged_flops(backend, prepared, wl, cfg, block_size, blocks) -> int:
+    """Our pipelines report their own FLOPs; any other backend is charged what our pipeline of
+    its method does on the same workload (one formula, kernels/indexers.py), whatever it says."""
+    if prepared is not None and backend.ours:
+        return prepared.flops
+    from kernels.indexers import selection_flops
+
+    return selection_flops(backend.method, wl.ks, wl.ke, cfg.heads, cfg.dim, topk=cfg.topk,
+                           block_size=block_size, blocks=blocks, query_chunk=wl.query_chunk)
+
+
+def _measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings=None):
     dev = cfg.device
     kw = dict(topk=cfg.topk, block_size=block_size, blocks=blocks)
     if dev == "cuda":
@@ -147,14 +232,18 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode):
         if problems:
             return dict(status="failed-accuracy", note="; ".join(problems[:2]))
     s = TimingSettings(settings.warmup_ms, settings.rep_ms, settings.min_reps, cuda_graph=(mode == "decode"))
-    med, p20, p80 = time_call(call, s, dev)
-    out = dict(median_ms=med, p20_ms=p20, p80_ms=p80, checked=bool(cfg.check))
+    how = {}
+    med, p20, p80 = time_call(call, s, dev, info=how)
+    out = dict(median_ms=med, p20_ms=p20, p80_ms=p80, checked=bool(cfg.check), timing=how.get("timing"))
     if dev == "cuda":
         out["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
-    H, D = cfg.heads, cfg.dim
-    flops = prepared.flops if prepared is not None else wl.pairs * 2 * H * D
+    flops = charged_flops(backend, prepared, wl, cfg, block_size, blocks)
     out["flops"] = flops
     out["tflops"] = flops / (med * 1e-3) / 1e12
+    flag = tflops_flag(out["tflops"], cfg.dtype, ceilings or {})
+    if flag:
+        out["tflops_flag"] = flag
+        out["note"] = f"TFLOP/s {flag}"
     if prepared is not None:
         out["gbps"] = prepared.bytes / (med * 1e-3) / 1e9
         out["bytes"] = prepared.bytes

@@ -35,7 +35,9 @@ class TimingSettings:
         return {"method": "triton.testing.do_bench (CUDA events, L2 flushed before each call)",
                 "statistic": "median, p20, p80", "warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms,
                 "min_reps": self.min_reps, "compile": "excluded (one untimed call first)",
-                "decode": "CUDA graph replays (L2 flushed between replays)"}
+                "decode": "CUDA graph replays (L2 flushed between replays); a backend that cannot be "
+                          "captured (it synchronises with the host) is timed eagerly, as its row's "
+                          "timing column says"}
 
 
 def _quantiles(samples):
@@ -44,9 +46,13 @@ def _quantiles(samples):
     return statistics.median(s), q[1], q[7]
 
 
-def time_call(fn, settings: TimingSettings, device: str):
-    """(median_ms, p20_ms, p80_ms)."""
+def time_call(fn, settings: TimingSettings, device: str, info: dict | None = None):
+    """(median_ms, p20_ms, p80_ms). When `info` is given, info["timing"] says how it was timed:
+    "cuda-graph", "eager", "eager (graph capture failed: ...)" or "wall-clock"."""
+    if info is None:
+        info = {}
     if device != "cuda":
+        info["timing"] = "wall-clock"
         fn()
         samples = []
         t_end = time.perf_counter() + settings.rep_ms / 1e3
@@ -60,7 +66,15 @@ def time_call(fn, settings: TimingSettings, device: str):
     fn()
     torch.cuda.synchronize()
     if settings.cuda_graph:
-        return _time_graph(fn, settings)
+        graph, why = capture_graph(fn)
+        if graph is not None:
+            info["timing"] = "cuda-graph"
+            return _time_graph(graph, settings)
+        # a call that synchronises with the host (reads a tensor's value, e.g. int(ks.min()))
+        # cannot be captured: time it as it runs, and say so in the row
+        info["timing"] = f"eager (graph capture failed: {why})"
+    else:
+        info["timing"] = "eager"
     t0 = time.perf_counter()
     fn()
     torch.cuda.synchronize()
@@ -70,16 +84,50 @@ def time_call(fn, settings: TimingSettings, device: str):
     return med, p20, p80
 
 
-def _time_graph(fn, settings):
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:160]}" if lines else type(e).__name__
+
+
+def capture_graph(fn):
+    """(graph, None) after capturing one call of fn in a CUDA graph, or (None, reason) when it
+    cannot be captured. A failed capture is ended here and the device synchronised, so later
+    work (the next row) runs on a clean context: torch.cuda.graph's context manager would leave
+    its side stream current when capture_end raises, and the stream would stay in capture mode
+    if the capture were never ended."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         fn()                                     # warm-up on the capture stream
     torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
     torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    error = None
+    with torch.cuda.stream(stream):
+        graph.capture_begin()
+        try:
+            fn()
+        except Exception as e:       # an illegal call during capture (a host sync): the capture is invalid
+            error = e
+        finally:
+            try:
+                graph.capture_end()
+            except Exception as e:   # cudaStreamEndCapture reports the invalidated capture, and ends it
+                error = error or e
+    if error is None:
+        torch.cuda.synchronize()
+        return graph, None
+    del graph
+    with torch.cuda.stream(stream):
+        still_capturing = torch.cuda.is_current_stream_capturing()
+    if still_capturing or torch.cuda.is_current_stream_capturing():
+        raise RuntimeError(f"CUDA graph capture could not be ended after: {_first_line(error)}")
+    torch.cuda.synchronize()      # raises here if the failed capture left a sticky error behind
+    return None, _first_line(error)
+
+
+def _time_graph(graph, settings):
+    """Replays of a captured graph, each timed with CUDA events."""
     # L2 flush between replays, as in do_bench, so a graph does not time a hot cache
     flush = torch.empty(256 * 1024 * 1024 // 4, dtype=torch.int32, device="cuda")
     start = [torch.cuda.Event(enable_timing=True) for _ in range(1000)]

@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib import cm
 from matplotlib.colors import Normalize
 
-from .style import backend_colour, fmt_len, footer, mode_key, new_figure, normal_method
+from .style import backend_colour, caption, fmt_len, footer, mode_key, new_figure, normal_method  # noqa: F401
 
 CDF_EXACT_MAX = 1000      # longer distributions are drawn through 1001 quantiles (actual data values)
 POSITION_BINS = 32
@@ -171,8 +171,15 @@ def iou_layers(run, speed_run=None):
     if len(layers) > 12:
         fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), label="layer (index in model order)")
     n_trivial = len(rows) - len(kept)
-    fig.suptitle(f"IoU distribution per layer at {point_label(point)} "
+    fig.suptitle(f"IoU distribution per layer at {point_label(point)}, {source_label(run)}\n"
                  f"({n_trivial} trivial query rows left out: HISA equals flat there)")
+    parts = []
+    for method in methods:
+        mrows = kept[kept["method"].astype(str) == method]
+        by_layer = mrows.groupby(mrows["layer"].astype(str))["iou"].mean()
+        parts.append(f"{normal_method(method)} median IoU {mrows['iou'].median():.2f} (worst layer "
+                     f"{by_layer.idxmin()}: mean {by_layer.min():.2f})")
+    caption(fig, "; ".join(parts) + ". A curve further right keeps more of flat's selection.")
     footer(fig, [run])
     return fig, []
 
@@ -220,8 +227,17 @@ def iou_position(run, speed_run=None):
     ax.set_xlabel(f"query position (tokens; up to {POSITION_BINS} equal-width bins, all layers pooled)")
     ax.set_ylabel("IoU with the flat top-k selection")
     ax.legend(loc="lower left")
-    fig.suptitle(f"IoU against query position at {point_label(point)} "
+    fig.suptitle(f"IoU against query position at {point_label(point)}, {source_label(run)}\n"
                  f"({len(rows) - len(_nontrivial(rows))} trivial query rows left out)")
+    parts = []
+    for method in methods:
+        m = kept[kept["method"].astype(str) == method]
+        cut = m["q_pos"].quantile(0.5)
+        early, late = m.loc[m["q_pos"] <= cut, "iou"].mean(), m.loc[m["q_pos"] > cut, "iou"].mean()
+        if late == late:
+            parts.append(f"{normal_method(method)} {early:.2f} in the first half of positions, {late:.2f} in the second")
+    caption(fig, "Mean IoU: " + "; ".join(parts) + " (later queries see more keys, so more can differ)."
+            if parts else "IoU by query position.")
     footer(fig, [run])
     return fig, []
 
@@ -298,20 +314,65 @@ def pareto_mask(speed: np.ndarray, fidelity: np.ndarray) -> np.ndarray:
     return front
 
 
-def grid_pareto(run, speed_run=None):
+def source_label(run) -> str:
+    """What tensors an iou run measured, from its config: captured model tensors or a synthetic dump."""
+    meta = run.meta.get("iou", {})
+    entries = meta.get("runs") if isinstance(meta.get("runs"), list) else [meta]
+    cfg = entries[0].get("config") if entries and isinstance(entries[0], dict) else None
+    if not isinstance(cfg, dict):
+        return "dump of unknown origin"
+    dump = str(cfg.get("dump") or "?").replace("\\", "/").rsplit("/", 1)[-1]
+    if str(cfg.get("source")) == "synthetic":
+        return f"synthetic dump {dump}"
+    if cfg.get("source") == "real" or cfg.get("model"):
+        return f"captured {cfg.get('model') or 'model'} tensors ({dump})"
+    return f"dump {dump}"
+
+
+def _topk_of(run):
+    meta = run.meta.get("iou", {})
+    entries = meta.get("runs") if isinstance(meta.get("runs"), list) else [meta]
+    cfg = entries[0].get("config") if entries and isinstance(entries[0], dict) else None
+    return cfg.get("topk") if isinstance(cfg, dict) else None
+
+
+def is_synthetic(run) -> bool:
+    return source_label(run).startswith("synthetic")
+
+
+def _grid_command(run) -> str:
+    meta = run.meta.get("iou", {})
+    entries = meta.get("runs") if isinstance(meta.get("runs"), list) else [meta]
+    cfg = entries[0].get("config") if entries and isinstance(entries[0], dict) else {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    topk = int(cfg.get("topk") or 2048)
+    b = max(32, topk // 16)
+    m = max(2, topk // (b // 2))    # covers top-k at the smallest block size
+    return (f"hisa-bench iou --dump {cfg.get('dump') or 'DUMP'} --topk {topk} --block-size {b // 2},{b},{b * 2} "
+            f"--blocks {m},{2 * m},{4 * m}")
+
+
+def _draw_grid(ax, run, speed_run):
+    """One (B, m) grid on ax: fidelity against speedup with its Pareto front when at least two points
+    were timed, else fidelity against blocks kept (one line per B) with the speedups that exist
+    written beside their points. Returns (runs drawn from, notes, caption text)."""
     fid = fidelity_by_point(run)
-    if fid.empty:
-        return None, [f"grid: {run.name}/layers.csv has no hisa rows"]
     speed, source, notes = speedup_by_point(run, speed_run, fid)
     fid = fid.assign(speedup=speed.to_numpy())
-    fig = new_figure()
-    ax = fig.subplots()
     have = fid.dropna(subset=["speedup"])
     from_speed_run = source is not None and speed_run is not None and source.startswith(speed_run.name)
     runs = [run] + ([speed_run] if from_speed_run else [])
-    if have.empty:
-        notes.append("grid: no speedup measured for any grid point (no speed_grid.csv, no matching speed run rows): "
-                     "fidelity alone is drawn")
+    best = fid.sort_values("fidelity", ascending=False, kind="stable").iloc[0]
+    worst = fid.sort_values("fidelity", kind="stable").iloc[0]
+    what = (f"{'synthetic' if is_synthetic(run) else 'captured'}: IoU {best['fidelity']:.2f} at "
+            f"{point_label(_point(fid, best))} down to {worst['fidelity']:.2f} at {point_label(_point(fid, worst))}")
+    topk = _topk_of(run)
+    ax.set_title(source_label(run) + (f", top-k {topk}" if topk else ""), fontsize=9)
+    ax.set_ylabel("HISA IoU with flat (mean over layers of the per-layer mean)")
+    if len(have) < 2:
+        if have.empty:
+            notes.append(f"grid: {run.name}: no speedup measured for its grid points (no speed_grid.csv, no "
+                         "matching speed run rows): fidelity alone is drawn")
         cols = ["block_size"] + (["pooling"] if "pooling" in fid.columns and fid["pooling"].nunique() > 1 else [])
         for key, part in fid.groupby(cols, sort=True):
             key = key if isinstance(key, tuple) else (key,)
@@ -319,14 +380,17 @@ def grid_pareto(run, speed_run=None):
             part = part.sort_values("blocks")
             (line,) = ax.plot(part["blocks"], part["fidelity"], marker="o", label=label)
             line.set_gid(f"grid-fidelity|{label}")
+            for r in part.dropna(subset=["speedup"]).itertuples():
+                ax.annotate(f"{r.speedup:.2g}x faster ({source.split(', ', 1)[-1]})", (r.blocks, r.fidelity), textcoords="offset points",
+                            xytext=(5, -10), fontsize=7)
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(sorted(fid["blocks"].unique())))
         ax.xaxis.set_major_formatter("{x:g}")
-        ax.set_xlabel("blocks kept m")
-        ax.set_ylabel("HISA IoU with flat (mean over layers of the per-layer mean)")
-        ax.legend(loc="lower right")
-        fig.suptitle("Fidelity over the (block size, blocks kept) grid. No speedup measured for these points.")
-        footer(fig, runs)
-        return fig, notes
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("blocks kept m (more blocks: closer to flat, more work)")
+        ax.legend(loc="lower right", title="block size", fontsize=7)
+        ax.margins(x=0.08, y=0.1)
+        return runs, notes, what
     missing = fid[fid["speedup"].isna()]
     if not missing.empty:
         notes.append("grid: no speedup for " + "; ".join(point_label(tuple(r)) for r in
@@ -345,11 +409,40 @@ def grid_pareto(run, speed_run=None):
     ax.axvline(1.0, color="black", linewidth=0.8, label="1x = flat indexer speed")
     ax.margins(x=0.12, y=0.08)   # room for the point labels
     ax.set_xscale("log", base=2)
+    ticks = [t for t in (0.25, 0.5, 1, 2, 4, 8, 16, 32) if min(sp.min(), 1) / 1.5 <= t <= sp.max() * 1.5]
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter("{x:g}x")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"HISA speedup over flat (from {source})")
-    ax.set_ylabel("HISA IoU with flat (mean over layers of the per-layer mean)")
-    ax.legend(loc="lower left")
-    fig.suptitle("Fidelity against speedup over the (block size B, blocks kept m) grid; up and right is better")
+    ax.legend(loc="lower left", fontsize=7)
+    return runs, notes, what
+
+
+def grid_pareto(run, speed_run=None, others=()):
+    """The (B, m) grid page. A run with one grid point has no grid to draw: the page is left to a run
+    that has one, and the note says which command would fill it. When another iou run measured a grid
+    on the other kind of tensors (captured vs synthetic), it is drawn beside, labelled."""
+    fid = fidelity_by_point(run)
+    if fid.empty:
+        return None, [f"grid: {run.name}/layers.csv has no hisa rows"]
+    if len(fid) < 2:
+        return None, [f"grid: {run.name} measured one (B, m) point; a grid run fills this page, e.g. "
+                      f"`{_grid_command(run)}`"]
+    companion = next((o for o in others if is_synthetic(o) != is_synthetic(run) and len(fidelity_by_point(o)) >= 2),
+                     None)
+    panels = [run] + ([companion] if companion is not None else [])
+    if companion is not None and is_synthetic(run):
+        panels.reverse()     # captured tensors first
+    fig = new_figure()
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    runs, notes, whats = [], [], []
+    for ax, r in zip(axes, panels):
+        used, n, what = _draw_grid(ax, r, speed_run)
+        runs += [u for u in used if u not in runs]
+        notes += n
+        whats.append(what)
+    fig.suptitle("HISA fidelity over the (block size B, blocks kept m) grid; up (and right) is better")
+    caption(fig, "More blocks kept buy fidelity: " + "; ".join(whats) + ".")
     footer(fig, runs)
+    fig.hisa_bench_runs = runs     # the summary lists every run a page drew from
     return fig, notes

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..errors import HisaBenchError
 
-KINDS = ("speed", "iou", "needle")
+KINDS = ("speed", "topk", "iou", "needle")
 # <kind>-<UTC yyyymmdd-HHMMSS>[-tag]; RunFolder may append -2, -3 on a clash.
 RUN_NAME = re.compile(r"^(speed|iou|needle)-(\d{8}-\d{6})(?:-(.+))?$")
 
@@ -137,6 +137,16 @@ def kind_of(path: Path) -> str:
         "none of speed.csv, iou.json, needle.csv")
 
 
+def _speed_kind(path: Path) -> str:
+    """A speed folder of `--mode topk` alone is its own kind of run: the row top-k timed by itself
+    (its page is the topk page; the newest chunk/prefill/decode sweep is still read beside it)."""
+    try:
+        config = json.loads((path / "speed.json").read_text()).get("config") or {}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return "speed"           # loading it reports what is wrong
+    return "topk" if isinstance(config, dict) and config.get("modes") == ["topk"] else "speed"
+
+
 def load_run(path) -> Run:
     path = Path(path)
     if not path.exists():
@@ -147,8 +157,10 @@ def load_run(path) -> Run:
     env = _read_json(path / "env.json")
     if not isinstance(env, dict):
         raise HisaBenchError(f"corrupt {path / 'env.json'}: expected a JSON object (the environment stamp)")
+    if kind == "speed":
+        kind = _speed_kind(path)
     run = Run(kind=kind, path=path, env=env)
-    {"speed": _load_speed, "iou": _load_iou, "needle": _load_needle}[kind](run)
+    {"speed": _load_speed, "topk": _load_speed, "iou": _load_iou, "needle": _load_needle}[kind](run)
     return run
 
 
@@ -170,7 +182,7 @@ def _load_speed(run: Run):
         run.missing.append(f"{run.name}: no row finished with status ok")
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     requested = config.get("modes") if isinstance(config.get("modes"), list) else None
-    for mode in ("chunk", "prefill", "decode"):
+    for mode in ("chunk", "prefill", "decode") if requested != ["topk"] else ():
         if ok.empty or (ok["mode"].str.strip() == mode).any():
             continue   # (no ok row at all is said once, above)
         if requested is not None and mode not in requested:
@@ -224,13 +236,30 @@ def latest_runs(runs_dir) -> list[Path]:
         if not m or not entry.is_dir():
             continue
         key = (m.group(2), entry.name)
-        if m.group(1) not in newest or key > newest[m.group(1)][0]:
-            newest[m.group(1)] = (key, entry)
+        kind = _speed_kind(entry) if m.group(1) == "speed" else m.group(1)
+        if kind not in newest or key > newest[kind][0]:
+            newest[kind] = (key, entry)
     if not newest:
         raise HisaBenchError(
             f"no run folders in {runs_dir} (expected speed-*, iou-* or needle-*; run hisa-bench speed, "
             "iou or needle first)")
     return [newest[k][1] for k in KINDS if k in newest]
+
+
+def all_runs(runs_dir) -> list[Path]:
+    """Every run folder under runs_dir, grouped by kind (speed, iou, needle), newest first within a
+    kind; hidden temporary folders of unfinished runs are skipped."""
+    latest_runs(runs_dir)   # the same errors for a missing or empty folder
+    found = []
+    for entry in Path(runs_dir).iterdir():
+        m = RUN_NAME.match(entry.name)
+        if m and entry.is_dir():
+            found.append((KINDS.index(m.group(1)), m.group(2), entry.name, entry))
+    found.sort(key=lambda t: (t[0], t[1], t[2]))
+    out = []
+    for kind in range(len(KINDS)):
+        out += [t[3] for t in reversed([t for t in found if t[0] == kind])]
+    return out
 
 
 def load_runs(paths) -> dict[str, Run]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .iou_figures import method_key
-from .style import fmt_len, footer, new_figure, normal_method
+from .style import caption, fmt_len, footer, new_figure, normal_method
 
 ANNOTATE_MAX_CELLS = 240   # beyond this many cells per panel the numbers would not be readable
 
@@ -52,11 +52,14 @@ def needle(run):
         ax.set_yticks(range(len(depths)), [f"{d:.2f}" for d in depths])
         ax.grid(False)
         if matrix.size <= ANNOTATE_MAX_CELLS:
+            size = 10 if matrix.size <= 40 else 8 if matrix.size <= 120 else 6.5
             for i in range(matrix.shape[0]):
                 for j in range(matrix.shape[1]):
-                    if not np.isnan(matrix[i, j]):
-                        ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
-                                color="black")
+                    v = matrix[i, j]
+                    if not np.isnan(v):
+                        # white on the dark ends of the colour map, black in its light middle
+                        ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=size, weight="bold",
+                                color="white" if v < 0.2 or v > 0.85 else "black")
         ax.set_xlabel("context length L (tokens)")
         ax.set_ylabel("needle depth (position / length)")
         ax.set_title(normal_method(method))
@@ -67,5 +70,14 @@ def needle(run):
         t = sorted({int(v) for v in table["trials"].dropna()})
         trials = f" ({'/'.join(map(str, t))} trials per cell)"
     fig.suptitle("Needle in a haystack: is the needle key in the selection?" + trials)
+    parts = []
+    for method in methods:
+        _, _, matrix = needle_grid(table, method)
+        vals = matrix[~np.isnan(matrix)]
+        if len(vals):
+            parts.append(f"{normal_method(method)} keeps it in {vals.mean():.0%}")
+    caption(fig, "Share of trials that keep the needle: " + ", ".join(p.replace(" keeps it in", "") for p in parts)
+                 + "; every share below "
+                 "flat's is a key the flat indexer would have attended to and the method lost.")
     footer(fig, [run], "grey: not measured")
     return fig, []

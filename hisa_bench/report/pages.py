@@ -8,7 +8,7 @@ import textwrap
 
 import pandas as pd
 
-from .iou_figures import _nontrivial, _select, chosen_point, layer_order, method_key, point_label
+from .iou_figures import _nontrivial, _select, chosen_point, layer_order, method_key, point_label, source_label
 from .needle_figures import needle_grid
 from .speed_figures import _config_label, ok_rows
 from .style import backend_key, fmt_len, fmt_num, footer, mode_key, new_figure, normal_method
@@ -31,13 +31,21 @@ def text_pages(title: str, lines: list[str], runs) -> list:
     for line in lines:
         wrapped.extend(textwrap.wrap(line, WRAP, subsequent_indent="      ", drop_whitespace=False,
                                      replace_whitespace=False) or [""])
-    chunks = [wrapped[i:i + LINES_PER_PAGE] for i in range(0, len(wrapped), LINES_PER_PAGE)] or [[]]
+    per_page, size = LINES_PER_PAGE, 8.0
+    pages = max(1, -(-len(wrapped) // per_page))
+    # A last page of a few lines would be a near-empty page: squeeze them onto the pages before, in a
+    # smaller font, when that keeps the text readable.
+    if pages > 1 and len(wrapped) - (pages - 1) * per_page < 15:
+        squeezed = -(-len(wrapped) // (pages - 1))
+        if squeezed * 0.8 <= per_page * 1.0 / 0.8 and squeezed <= int(per_page / 0.75):
+            per_page, size = squeezed, 8.0 * LINES_PER_PAGE / squeezed
+    chunks = [wrapped[i:i + per_page] for i in range(0, len(wrapped), per_page)] or [[]]
     figures = []
     for n, chunk in enumerate(chunks):
         fig = new_figure()
         heading = title if n == 0 else f"{title} (continued, {n + 1}/{len(chunks)})"
         fig.text(0.03, 0.965, heading, fontsize=14, weight="bold", va="top", ha="left")
-        fig.text(0.03, 0.915, "\n".join(chunk), fontsize=8, family="monospace", va="top", ha="left",
+        fig.text(0.03, 0.915, "\n".join(chunk), fontsize=size, family="monospace", va="top", ha="left",
                  linespacing=1.25)
         footer(fig, runs)
         figures.append(fig)
@@ -59,7 +67,8 @@ def _speed_summary(run) -> list[str]:
             at = at.assign(_k=at["backend"].map(backend_key)).sort_values(
                 ["_k"] + [c for c in ("block_size", "blocks") if c in at.columns], kind="stable")
             for _, r in at.iterrows():
-                body.append([mode, fmt_len(r["length"]), int(r["batch"]), r["backend"], _config_label(r) or "-",
+                body.append([mode, fmt_len(r["length"]), int(r["batch"]), r["backend"],
+                             ", ".join(x for x in (_config_label(r), str(r.get("inputs") or "").strip()) if x) or "-",
                              fmt_num(r["median_ms"], 4), fmt_num(r.get("speedup"), 3) + ("x" if pd.notna(r.get("speedup")) else ""),
                              fmt_num(r.get("tflops"), 4), fmt_num(r.get("gbps"), 4)])
     if body:
@@ -82,7 +91,7 @@ def _speed_summary(run) -> list[str]:
 def _iou_summary(run, speed_run) -> list[str]:
     point = chosen_point(run, speed_run)
     layers = run.tables["layers"]
-    lines = [f"Fidelity ({run.name}): " + (f"at {point_label(point)}" if point else "no grid point")]
+    lines = [f"Fidelity ({run.name}, {source_label(run)}): " + (f"at {point_label(point)}" if point else "no grid point")]
     if point is None:
         return lines
     at = _select(layers, point)
@@ -158,18 +167,24 @@ def _needle_summary(run) -> list[str]:
     return lines
 
 
-def summary_pages(runs: dict, notes: list[str]) -> list:
-    lines = ["Runs read (newest of each kind unless named):"]
-    for kind in ("speed", "iou", "needle"):
+def summary_pages(runs: dict, notes: list[str], extra=()) -> list:
+    lines = ["Runs read (each page from the newest run that has its data, unless runs are named):"]
+    for kind in ("speed", "topk", "iou", "needle"):
         run = runs.get(kind)
+        if run is None and kind == "topk":
+            continue
         if run is None:
             lines.append(f"  {kind:<7} none")
             continue
         lines.append(f"  {kind:<7} {run.name}   GPU: {run.gpu}   created {run.env.get('created', '?')}   "
                      f"commit {run.env.get('git_commit') or '?'}")
+    for run in extra:
+        lines.append(f"  {run.kind:<7} {run.name}   GPU: {run.gpu}   (also drawn: see the footers)")
     lines.append("")
     if "speed" in runs:
         lines += _speed_summary(runs["speed"]) + [""]
+    if "topk" in runs:
+        lines += _speed_summary(runs["topk"]) + [""]
     if "iou" in runs:
         lines += _iou_summary(runs["iou"], runs.get("speed")) + [""]
     if "needle" in runs:
@@ -206,11 +221,15 @@ def _env_lines(run) -> list[str]:
     if isinstance(meta.get("config"), dict):
         fields.append(("config", json.dumps(meta["config"], sort_keys=True, default=str)))
     elif isinstance(meta.get("runs"), list):   # an iou grid: one config per grid point
-        configs = [r.get("config") for r in meta["runs"] if isinstance(r, dict)]
-        for i, cfg in enumerate(configs[:8]):
-            fields.append((f"config {i + 1}", json.dumps(cfg, sort_keys=True, default=str)))
-        if len(configs) > 8:
-            fields.append(("", f"... and {len(configs) - 8} more grid points (iou.json)"))
+        configs = [r.get("config") for r in meta["runs"] if isinstance(r, dict) and isinstance(r.get("config"), dict)]
+        # what every point shares once, then only what differs, one short entry per point
+        keys = sorted({k for c in configs for k in c})
+        common = {k: configs[0].get(k) for k in keys if all(json.dumps(c.get(k), default=str) ==
+                                                           json.dumps(configs[0].get(k), default=str) for c in configs)}
+        fields.append(("config", json.dumps(common, sort_keys=True, default=str)))
+        varying = [k for k in keys if k not in common]
+        points = ["(" + ", ".join(f"{k}={c.get(k)}" for k in varying) + ")" for c in configs]
+        fields.append((f"{len(configs)} points", " ".join(points)))
     return [f"{run.kind} run {run.name}"] + [f"  {k:<11} {'-' if v is None else v}" for k, v in fields] + [""]
 
 

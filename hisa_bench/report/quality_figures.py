@@ -116,18 +116,15 @@ def has_stage1_variants(iou_dir) -> bool:
     return bool(methods.str.contains("/").any())
 
 
-def prefer_plain_iou(paths, runs_dir) -> list:
-    """The newest-of-each-kind folders with the iou one swapped for the newest iou run without
-    stage-1 variants, when there is one: the IoU pages draw one panel per method, and a stage-1
-    comparison (drawn on quality_stage1) would crowd them."""
-    paths = [Path(p) for p in paths]
-    for i, p in enumerate(paths):
-        if re.match(r"^iou-", p.name) and has_stage1_variants(p):
-            plain = sorted((q for q in Path(runs_dir).iterdir() if q.is_dir() and re.match(r"^iou-\d{8}-\d{6}", q.name)
-                            and not has_stage1_variants(q)), key=lambda q: q.name[4:19], reverse=True)
-            if plain:
-                paths[i] = plain[0]
-    return paths
+def demote_stage1_iou(candidates: dict) -> dict:
+    """kind -> [Run, ...] newest first, with the iou runs measured with stage-1 variants moved behind
+    the others: the IoU pages draw one panel per method, and a stage-1 comparison (drawn on the
+    quality_stage1 page) would crowd them. Such a run still serves when it is the only one."""
+    out = dict(candidates)
+    iou = out.get("iou")
+    if isinstance(iou, (list, tuple)):
+        out["iou"] = sorted(iou, key=lambda r: has_stage1_variants(r.path))     # stable: newest first within
+    return out
 
 
 def _stage1(frame: pd.DataFrame) -> pd.Series:

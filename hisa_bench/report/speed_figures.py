@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .ceilings import ceilings_for
-from .style import (backend_colour, backend_key, figure_legend, fmt_len, footer, mode_key, new_figure,
+from .style import (backend_colour, backend_key, caption, figure_legend, fmt_len, footer, fmt_num, mode_key, new_figure,
                     plain_log_y, set_length_ticks, stage_colour, stage_key)
 
 _LINESTYLES = ("-", "--", ":", "-.")
@@ -43,6 +43,13 @@ def series(frame: pd.DataFrame, mode: str):
     (block_size, blocks). Yields (label, backend, index within backend, rows sorted by length)."""
     rows = frame[frame["mode"] == mode]
     out = []
+    kinds = _input_kinds(rows)
+    if len(kinds) > 1:      # one series per (backend, inputs): rows timed on different tensors never merge
+        for kind in kinds:
+            for label, backend, sub, g in series(rows[rows["inputs"].astype(str).str.strip() == kind].drop(
+                    columns="inputs"), mode):
+                out.append((f"{label} [{kind}]", backend, sub * len(kinds) + kinds.index(kind), g))
+        return out
     for backend in sorted(rows["backend"].unique(), key=backend_key):
         per_backend = rows[rows["backend"] == backend]
         batches = sorted(per_backend["batch"].unique()) if mode == "decode" else [None]
@@ -64,6 +71,14 @@ def series(frame: pd.DataFrame, mode: str):
     return out
 
 
+def _input_kinds(frame) -> list[str]:
+    """The input kinds (speed.csv `inputs`) of these rows: random, structured, then the rest."""
+    if "inputs" not in frame.columns:
+        return []
+    from .inputs_figures import input_key
+    return sorted({str(x).strip() for x in frame["inputs"] if str(x).strip()}, key=input_key)
+
+
 def _cfg_sort_key(cfg: str):
     # "B=128, m=64" -> (128, 64) so that configurations sort numerically.
     nums = []
@@ -79,6 +94,28 @@ def _cpu_warning(run) -> str:
     if run.on_gpu:
         return ""
     return "\n(times from a run without a GPU, through the Triton interpreter: not GPU speeds)"
+
+
+def _at_longest(ok, backend, col):
+    """(mode, length, value) of backend's col at the longest length of its first mode (batch 1 if any)."""
+    rows = ok[(ok["backend"] == backend) & ok[col].notna()]
+    if rows.empty:
+        return None
+    mode = modes_of(rows)[0]
+    rows = rows[rows["mode"] == mode]
+    rows = rows[rows["batch"] == rows["batch"].min()]
+    top = rows[rows["length"] == rows["length"].max()]
+    return mode, top["length"].iloc[0], float(top[col].median())
+
+
+def _latency_caption(ok) -> str:
+    flat, hisa = _at_longest(ok, "flat", "median_ms"), _at_longest(ok, "hisa", "median_ms")
+    if flat is None or hisa is None or (flat[0], flat[1]) != (hisa[0], hisa[1]):
+        return "Lower is faster; a line that rises more slowly than flat's scales better with context length."
+    mode, L = flat[0], fmt_len(flat[1])
+    verdict = "faster" if hisa[2] < flat[2] else "slower"
+    return (f"At {L} ({mode}) HISA takes {fmt_num(hisa[2], 3)} ms against flat's {fmt_num(flat[2], 3)} ms: "
+            f"{verdict}; a flatter line scales better with context length.")
 
 
 def latency(run):
@@ -104,6 +141,7 @@ def latency(run):
         ax.set_title(f"{mode}: scores + top-k, end to end")
         ax.legend(loc="upper left")
     fig.suptitle("Latency against context length (median; band: p20-p80)" + _cpu_warning(run))
+    caption(fig, _latency_caption(ok))
     footer(fig, [run])
     return fig, []
 
@@ -132,15 +170,28 @@ def speedup(run):
             line.set_gid(f"speedup|{mode}|{label}")
         ax.axhline(1.0, color="black", linewidth=0.8, label=f"= baseline ({', '.join(base_names)})")
         set_length_ticks(ax, others.loc[others["mode"] == mode, "length"])
-        plain_log_y(ax, base=2)
-        ax.yaxis.set_major_formatter("{x:g}x")
+        plain_log_y(ax, base=2, suffix="x")
         ax.set_xlabel("context length L (tokens)")
         ax.set_ylabel("speedup over baseline (baseline median / median)")
         ax.set_title(f"{mode}")
         ax.legend(loc="best")
     fig.suptitle("Speedup against context length (above 1x: faster than the flat indexer)" + _cpu_warning(run))
+    caption(fig, _speedup_caption(others))
     footer(fig, [run])
     return fig, notes
+
+
+def _speedup_caption(others) -> str:
+    hisa = others[others["backend"] == "hisa"]
+    if hisa.empty:
+        return "Above the 1x line a backend is faster than the flat indexer."
+    mode = modes_of(hisa)[0]
+    rows = hisa[hisa["mode"] == mode]
+    rows = rows[rows["batch"] == rows["batch"].min()].groupby("length")["speedup"].median()
+    lo, hi = rows.index.min(), rows.index.max()
+    return (f"HISA's speedup over flat ({mode}) goes from {rows[lo]:.2g}x at {fmt_len(lo)} to {rows[hi]:.2g}x at "
+            f"{fmt_len(hi)}: " + ("it grows with context length." if rows[hi] > rows[lo] else
+                                   "it does not grow with context length here."))
 
 
 def stage_columns(frame) -> list[str]:
@@ -162,7 +213,7 @@ def stages(run):
         rows = hisa[hisa["mode"] == mode]
         sort_cols = ["length", "batch"] + [c for c in ("block_size", "blocks") if c in rows.columns]
         rows = rows.sort_values(sort_cols, kind="stable")
-        many_cfg = rows.duplicated(["length", "batch"]).any()
+        many_cfg = rows.duplicated(["length", "batch"] + (["inputs"] if "inputs" in rows.columns else [])).any()
         labels = []
         for _, r in rows.iterrows():
             label = fmt_len(r["length"])
@@ -170,6 +221,8 @@ def stages(run):
                 label += f"\nb={int(r['batch'])}"
             if many_cfg:
                 label += "\n" + _config_label(r)
+            if len(_input_kinds(rows)) > 1:
+                label += "\n" + str(r["inputs"]).strip()
             labels.append(label)
         x = list(range(len(rows)))
         bottom = [0.0] * len(rows)
@@ -185,12 +238,23 @@ def stages(run):
         (line,) = ax.plot(x, rows["median_ms"], linestyle="none", marker="_", markersize=18, color="black",
                           markeredgewidth=2, label="end-to-end median")
         line.set_gid(f"stages|{mode}|median")
-        ax.set_xticks(x, labels, fontsize=7 if len(x) > 6 else None)
+        if len(x) > 8:   # many bars: one line per label, turned, so that neighbours do not overlap
+            ax.set_xticks(x, [l.replace("\n", " ") for l in labels], fontsize=6.5, rotation=90)
+        else:
+            ax.set_xticks(x, labels, fontsize=7 if len(x) > 6 else None)
         ax.set_xlabel("context length L" + (" / decode batch b" if mode == "decode" else ""))
         ax.set_ylabel("time per call (ms, stage medians)")
         ax.set_title(f"{mode}")
         ax.legend(loc="best")
     fig.suptitle("HISA time per stage (stacked stage medians; bar = end-to-end median)" + _cpu_warning(run))
+    last = hisa[(hisa["mode"] == modes[0])]
+    last = last[last["length"] == last["length"].max()].iloc[0]
+    shares = {n: float(last[c]) for c, n in zip(cols, stage_names) if pd.notna(last[c])}
+    if shares:
+        top = max(shares, key=shares.get)
+        caption(fig, f"At {fmt_len(last['length'])} ({modes[0]}) the largest stage is {top} "
+                     f"({100 * shares[top] / max(sum(shares.values()), 1e-12):.0f}% of the stage time): "
+                     "that is where HISA's time goes.")
     footer(fig, [run])
     return fig, []
 
@@ -241,6 +305,13 @@ def throughput(run):
         title += " (ceilings: H200 reference lines, not measured in this run"
         title += ")" if "H200" in run.gpu else f"; the run's GPU is {run.gpu})"
     fig.suptitle(title + _cpu_warning(run))
+    if "tflops" in ok.columns and ok["tflops"].notna().any():
+        best = ok.loc[ok["tflops"].idxmax()]
+        near = max((c for c in ceilings if c.unit == "TFLOP/s"), key=lambda c: c.value, default=None)
+        caption(fig, f"Highest compute rate: {best['backend']} at {fmt_len(best['length'])} ({best['mode']}), "
+                     f"{fmt_num(best['tflops'], 3)} TFLOP/s" + (f" = {100 * best['tflops'] / near.value:.0f}% of the "
+                                                               f"{near.label} ceiling" if near else "")
+                     + "; near a ceiling, a kernel has little left to gain.")
     footer(fig, [run], "flat: flat-equivalent work; other backends: the MMA work they do (speed.csv 'flops'); "
                        "bytes: inputs read once, outputs written once")
     return fig, notes

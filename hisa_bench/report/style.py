@@ -54,9 +54,15 @@ def report_style():
 def new_figure(size=PAGE_SIZE) -> Figure:
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
-    # Leave a strip at the bottom for the footer, which the layout engine does not know about.
-    fig.get_layout_engine().set(rect=(0.0, 0.035, 1.0, 0.965))
+    # Leave a strip at the bottom for the caption and the footer, which the layout engine does not
+    # know about.
+    fig.get_layout_engine().set(rect=(0.0, 0.065, 1.0, 0.935))
     return fig
+
+
+def caption(fig: Figure, text: str):
+    """The one line under a figure that says what to conclude from it (above the source footer)."""
+    fig.text(0.5, 0.034, text, fontsize=9, style="italic", ha="center", va="bottom", wrap=True, gid="caption")
 
 
 def footer(fig: Figure, runs, extra: str = ""):
@@ -66,11 +72,21 @@ def footer(fig: Figure, runs, extra: str = ""):
         if run is None:
             continue
         commit = str(run.env.get("git_commit") or "unknown commit")
-        parts.append(f"{run.name} (GPU: {run.gpu}; commit {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''})")
-    text = "source: " + "; ".join(parts) if parts else "source: none"
+        parts.append(f"{run.name} ({run.gpu}; commit {commit[:8]}{'-dirty' if commit.endswith('-dirty') else ''})")
     if extra:
-        text += "  |  " + extra
-    fig.text(0.005, 0.006, text, fontsize=6.5, color="#444444", ha="left", va="bottom")
+        parts.append(extra)
+    # Pack the sources into lines that fit the page width (about 200 characters at this size).
+    lines, line = [], "source: " if parts else "source: none"
+    for i, part in enumerate(parts):
+        piece = ("" if i == 0 else "; ") + part
+        if len(line) + len(piece) > 200 and line.strip():
+            lines.append(line.rstrip())
+            line = "        " + part
+        else:
+            line += piece
+    lines.append(line)
+    fig.text(0.005, 0.004, "\n".join(lines[:2]) + (" ..." if len(lines) > 2 else ""), fontsize=6.5 if len(lines) == 1
+             else 6, color="#444444", ha="left", va="bottom", linespacing=1.1)
 
 
 def backend_key(name: str):
@@ -140,15 +156,55 @@ def _plain(value, _pos=None) -> str:
     return f"{value:g}"
 
 
-def plain_log_y(ax, base=10):
-    """Log y axis labelled 0.5, 1, 2, 5, 10 ... instead of 5x10^-1 (easier to read off). Call it after
-    plotting: the tick spacing depends on the range of the data."""
+# Tick mantissas tried in turn, sparse to dense, until at least MIN_TICKS fall inside the data.
+_TICK_MANTISSAS = ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0),
+                   (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0))
+MIN_TICKS = 4
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Readable tick values for a log axis over [low, high]: decades over a wide range, 1-2-5 or denser
+    steps over a narrow one, so that at least MIN_TICKS labelled ticks fall inside the data (a range of
+    0.33-0.49 gets 0.35, 0.4, 0.45 rather than only the 0.5 and 1 beyond it)."""
+    import math
+
+    if not (low > 0 and high > 0 and math.isfinite(low) and math.isfinite(high)):
+        return []
+    low, high = min(low, high), max(low, high)
+    best = []
+    for mantissas in _TICK_MANTISSAS:
+        ticks = []
+        for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
+            for m in mantissas:
+                v = float(f"{m * 10.0 ** e:.6g}")
+                if low * (1 - 1e-9) <= v <= high * (1 + 1e-9):
+                    ticks.append(v)
+        best = ticks
+        if len(ticks) >= MIN_TICKS:
+            break
+    if len(best) > 10:   # too dense to read: thin evenly
+        step = math.ceil(len(best) / 8)
+        best = best[::step]
+    if len(best) < 2:    # the data is (nearly) one value: label its ends
+        best = sorted({float(f"{low:.3g}"), float(f"{high:.3g}")})
+    return sorted(set(best))
+
+
+def tick_label(v: float) -> str:
+    """0.35, 2, 500, 2000 (never 2e+03)."""
+    return f"{v:.0f}" if v >= 1000 else f"{v:.3g}"
+
+
+def plain_log_y(ax, base=10, suffix=""):
+    """Log y axis labelled 0.4, 0.5, 1, 2, 5, 10 ... instead of 5x10^-1 (easier to read off), with
+    ticks that cover the data however narrow its range. Call it after plotting."""
     ax.set_yscale("log", base=base)
     low, high = ax.dataLim.intervaly
-    # 1-2-5 ticks read best over a few decades; over many, ticks at the decades only.
-    if base == 10 and low > 0 and high / low <= 1e3:
-        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain))
+    ticks = log_ticks(low, high)
+    if ticks:
+        ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: tick_label(v) + suffix))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
