@@ -122,7 +122,7 @@ def test_decode_falls_back_to_eager_for_a_syncing_backend(tmp_path):
     user = f"{tmp_path / 'syncing.py'}:syncs"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     p = subprocess.run([sys.executable, "-m", "hisa_bench.cli", "speed", "--mode", "decode", "--lengths", "4k",
-                        "--batch", "2,8", "--heads", "64", "--dim", "128", "--topk", "256", "--block-size", "64",
+                        "--batch", "2,8", "--inputs", "random", "--heads", "64", "--dim", "128", "--topk", "256", "--block-size", "64",
                         "--blocks", "8", "--backend", f"{user},hisa,block-sparse", "--rep-ms", "20",
                         "--warmup-ms", "5", "--no-stages", "--format", "json", "--out", str(tmp_path / "runs")],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
