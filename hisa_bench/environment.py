@@ -21,10 +21,14 @@ def _run(cmd, cwd=None):
 
 
 def git_commit():
+    # A copy of the tree shipped to a GPU machine may have no .git, or a stale one (seen: a copy
+    # whose .git was a day older than its files stamped that older commit): the caller who knows
+    # says which commit the files are, and that wins.
+    if os.environ.get("HISA_BENCH_GIT_COMMIT"):
+        return os.environ["HISA_BENCH_GIT_COMMIT"]
     commit = _run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT)
     if commit is None:
-        # a copy of the tree without .git (e.g. shipped to a GPU machine): the caller may say
-        return os.environ.get("HISA_BENCH_GIT_COMMIT")
+        return None
     dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT)
     return commit + ("-dirty" if dirty else "")
 

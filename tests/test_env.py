@@ -32,3 +32,13 @@ def test_commit_from_environment_when_git_is_absent(monkeypatch):
     monkeypatch.setattr(environment, "_run", lambda *a, **k: None)
     monkeypatch.setenv("HISA_BENCH_GIT_COMMIT", "abc123")
     assert environment.git_commit() == "abc123"
+
+
+def test_commit_from_environment_wins_over_a_stale_git(monkeypatch):
+    from hisa_bench import environment
+
+    monkeypatch.setattr(environment, "_run", lambda *a, **k: "0123456789abcdef")   # what .git says
+    monkeypatch.setenv("HISA_BENCH_GIT_COMMIT", "abc123")
+    assert environment.git_commit() == "abc123"
+    monkeypatch.delenv("HISA_BENCH_GIT_COMMIT")
+    assert environment.git_commit().startswith("0123456789abcdef")
