@@ -389,3 +389,11 @@ def test_committed_report_fidelity_pages_come_from_captured_tensors(tmp_path):
     assert "--dump reports/dumps/smollm2-135m.pt" in env["command"]
     committed = sorted(p.name for p in (REPO / "reports" / "figures").glob("*.png"))
     assert {"iou_layers.png", "iou_position.png", "grid.png"} <= set(committed)
+
+
+def test_help_does_not_import_torch():
+    # `hisa-bench --help` and every command's --help answer at once: torch (about 2 s to import)
+    # is loaded only by the work that needs it
+    code = "import sys, hisa_bench.cli; print('torch' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert p.returncode == 0 and p.stdout.strip() == "False", p.stdout + p.stderr

@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from ..inputs.synthetic import SyntheticConfig
+from ..inputs.synthetic_config import SyntheticConfig
 
 _D = SyntheticConfig()
 
