@@ -12,16 +12,18 @@ key - lo), keeps the sub-range where the k-th key lies (the counts say exactly h
 above it), and shrinks it further to the smallest and largest key actually inside. The counts are
 8-bit fields packed four to an int32 (one add per key instead of 16 compares), so a step costs a
 few integer operations per key and one set of reductions per pass. Ties and masses of equal
-scores end the search early (the interval collapses to one key); no data makes it slower than
-eight steps.
+scores end the search early (the interval collapses to one key); no data takes more than eight
+steps (32 bits, 4 per step).
 
 One program per row:
-  * short rows (row_len <= CAP): the row is loaded into registers once and narrowed there.
+  * short rows (row_len <= CAP): the row is loaded into registers once; the k-th key is found there
+    by bisection over the bits that its smallest and largest key leave open (one reduction per bit
+    beats 16-way counts when the keys are already on chip).
   * long rows: each step is a streaming pass over the row, until the interval holds at most CAP
     keys (typically 1-3 passes) or a single key (ties). Then one last pass writes the keys above the
     interval straight to the output and lists the interval's keys (at most CAP, in position order),
-    which are resolved in registers the same way; with a single-key interval it takes the lowest-positioned ties
-    directly. No sampling, no per-segment slots, no fallback path.
+    which are resolved in registers by the same bisection; with a single-key interval it takes the
+    lowest-positioned ties directly. No sampling, no per-segment slots, no fallback path.
 Ties at the k-th key go to the lowest positions in every path, so results are reproducible and equal
 the torch reference (kernels/topk_naive.py) as sets.
 Output order: the keys above the final interval first (position order), then the rest; not sorted.
