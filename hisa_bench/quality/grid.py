@@ -53,12 +53,9 @@ def make_points(topks, block_sizes, blocks, methods, stage1s, context: int):
         if k >= context:
             raise HisaBenchError(f"--topk {k}: not below the context ({context} tokens): every query would "
                                  "keep every key")
-    for b in block_sizes:
-        if b < 16 or b & (b - 1):
-            raise HisaBenchError(f"--block-size: expected powers of two >= 16, got {b}")
-    for m in blocks:
-        if m < 2:
-            raise HisaBenchError(f"--blocks: expected at least 2 (first and last block are forced), got {m}")
+    from ..measure.fidelity import check_blocks   # (torch: loaded by the work, not by --help)
+
+    check_blocks(block_sizes, blocks)
     for s in stage1s:
         check_stage1(s)
     points, notes = [Point("dense")], []

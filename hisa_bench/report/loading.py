@@ -39,6 +39,14 @@ NEEDLE_REQUIRED = ("method", "length", "depth")
 NEEDLE_NUMERIC = ("length", "depth", "kept", "rank", "trials", "kept_rate")
 
 
+def gpu_label(env: dict) -> str:
+    """The GPU a run was made on (from its env.json), or where it ran instead."""
+    gpu = env.get("gpu")
+    if isinstance(gpu, dict) and gpu.get("name"):
+        return str(gpu["name"])
+    return f"no GPU ({env.get('device') or 'cpu'})"
+
+
 @dataclass
 class Run:
     """One run folder: its kind, path, environment stamp and tables."""
@@ -56,12 +64,7 @@ class Run:
 
     @property
     def gpu(self) -> str:
-        """The GPU the run was made on, or where it ran instead."""
-        gpu = self.env.get("gpu")
-        if isinstance(gpu, dict) and gpu.get("name"):
-            return str(gpu["name"])
-        device = self.env.get("device") or "cpu"
-        return f"no GPU ({device})"
+        return gpu_label(self.env)
 
     @property
     def on_gpu(self) -> bool:

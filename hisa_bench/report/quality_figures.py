@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import HisaBenchError
 from .style import backend_colour, footer, new_figure
+from .loading import gpu_label
 
 QUALITY_NAME = re.compile(r"^quality-(\d{8}-\d{6})(?:-(.+))?$")
 ORACLE = "oracle"      # a ceiling, never the winner
@@ -43,10 +44,7 @@ class QualityRun:
 
     @property
     def gpu(self) -> str:
-        gpu = self.env.get("gpu")
-        if isinstance(gpu, dict) and gpu.get("name"):
-            return str(gpu["name"])
-        return f"no GPU ({self.env.get('device') or 'cpu'})"
+        return gpu_label(self.env)
 
     @property
     def where(self) -> str:
