@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from hisa_bench.errors import HisaBenchError
-from hisa_bench.measure.pooling import BlockScorer, kept_blocks
+from hisa_bench.measure.pooling import BlockScorer
 from hisa_bench.measure.select import topk_mask
 from hisa_bench.measure.stage1 import (STAGE1, Stage1Scorer, check_stage1, kept_blocks_by, lex_topk_mask,
                                        method_label, select_masks, select_positions, split_label)
 from kernels.flat_scores_naive import flat_scores_ref
-from kernels.hisa_naive import flat_select_ref, hisa_select_ref
+from kernels.hisa_naive import hisa_select_ref
+from tests.helpers import run_cli_captured
 
 RULES = [r for r in STAGE1]
 
@@ -179,15 +180,7 @@ def test_labels_and_checks():
         check_stage1("ucb", "max")
 
 
-def run_cli(argv, capsys):
-    from hisa_bench.cli import main
-
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code or 0
-    return (code,) + capsys.readouterr()
+run_cli = run_cli_captured
 
 
 @pytest.fixture(scope="module")
