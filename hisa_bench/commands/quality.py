@@ -142,6 +142,6 @@ def register(app: typer.Typer):
         elif fmt == "csv":
             sys.stdout.write(frame(res.rows, ROW_COLUMNS).to_csv(index=False))
         else:
-            from .iou import table_console
-            print_table(res.rows, res.model, table_console())
+            from ..tables import console_for_tables
+            print_table(res.rows, res.model, console_for_tables())
         print(f"run folder: {folder}", file=sys.stderr)
