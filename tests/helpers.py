@@ -55,6 +55,16 @@ def run_cli(argv):
     return code, out.getvalue(), err.getvalue()
 
 
+def kernel_device():
+    """The device this process's kernels run on: "cpu" where they are interpreted, "cuda" where
+    they were compiled. Tests that monkeypatch the code under test must run the command in this
+    process, so they ask for this device (a --device cpu on a GPU machine runs in a fresh process,
+    where their patch does not exist)."""
+    from kernels import _runtime
+
+    return "cpu" if _runtime.INTERPRETED else "cuda"
+
+
 def needs_fresh_process(argv):
     """`--device cpu` asked of a process whose kernels were compiled (a GPU machine's test process):
     Triton chose compiled kernels at import, so, as the console script does, the command must run

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import kernel_device, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,7 @@ def test_demo_stops_on_ctrl_c(monkeypatch, tmp_path):
     called = []
     monkeypatch.setattr(speed_module, "_run", _interrupt)
     monkeypatch.setattr(run_iou_module, "run_iou", lambda **k: called.append(k))
-    code, _, err = run_cli(["demo", "--device", "cpu", "--out", str(tmp_path / "demo")])
+    code, _, err = run_cli(["demo", "--device", kernel_device(), "--out", str(tmp_path / "demo")])
     assert code == 130 and called == []
     assert "demo done" not in err and err.strip().splitlines()[-1] == "hisa-bench: interrupted"
 
