@@ -12,6 +12,13 @@ class NoGpuError(HisaBenchError):
     exit_code = 3
 
 
+class RowsFailed(HisaBenchError):
+    """Some measured rows failed (error or failed-accuracy): the run folder and the output were
+    written, and the command exits non-zero so that scripts and CI notice."""
+
+    exit_code = 4
+
+
 def path_option(value, option: str):
     """A path given on the command line; an empty string is an error (as a Path it would silently
     mean the current folder)."""

@@ -21,6 +21,17 @@ from pathlib import Path
 from .errors import HisaBenchError
 
 
+# Row statuses of speed runs. Timed rows carry a median; "unchecked" rows were timed with the
+# accuracy gate off (--no-check), so nothing vouches for their selections. Failed rows make the
+# command exit with RowsFailed's code after writing the run folder (docs/results-format.md).
+TIMED_STATUSES = ("ok", "unchecked")
+FAILED_STATUSES = ("error", "failed-accuracy")
+
+
+def timed(status) -> bool:
+    return str(status).strip() in TIMED_STATUSES
+
+
 def _umask() -> int:
     # Linux reports the umask without changing it; os.umask(0) would open a window in which files
     # other threads create get mode 0666

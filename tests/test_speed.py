@@ -149,7 +149,10 @@ def main_run(tmp_path_factory):
     backends = ",".join(["hisa", "block-sparse", *user[:5], "hisa", "flat", *user[5:]])
     p = _subprocess(["speed", *TINY, "--mode", "chunk,decode", "--batch", "2", "--backend", backends, "--format", "json",
                      "--out", str(tmp / "runs"), "--tag", "t"])
-    assert p.returncode == 0, p.stderr
+    # the cheats' rows fail: the run is written and printed, then the command exits 4
+    assert p.returncode == 4, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("hisa-bench: error: ") and "rows failed (" in last and "failed-accuracy" in last, last
     return p, tmp / "runs", {n: u for n, u in zip(USER_NAMES, user)}
 
 
@@ -296,8 +299,11 @@ def test_table_format_labels_interpreter_timings(tmp_path):
     p = _subprocess(["speed", *TINY, "--backend", "flat", "--no-stages", "--no-check", "--out", str(tmp_path)])
     out, err = p.stdout, p.stderr
     assert p.returncode == 0, err
-    assert "NOT GPU timings" in out and "flat" in out and "ok" in out
+    assert "NOT GPU timings" in out and "flat" in out and "unchecked" in out
     assert "run folder:" in err and "run folder:" not in out
+    rows = pd.read_csv(next(tmp_path.iterdir()) / "speed.csv")
+    assert rows["status"].tolist() == ["unchecked"] and (rows["checked"] == False).all()  # noqa: E712
+    assert rows["median_ms"].notna().all() and rows["speedup"].tolist() == [1.0]
 
 
 def test_device_the_loaded_kernels_cannot_serve(tmp_path, capfd, monkeypatch):

@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import HisaBenchError, NoGpuError
-from ..results import check_tag
+from ..errors import HisaBenchError, NoGpuError, RowsFailed
+from ..results import FAILED_STATUSES, check_tag, timed
 
 # Interpreter-sized defaults for --device cpu: the same code paths, shapes a CPU can run in seconds.
 CPU_DEFAULTS = dict(lengths="512,1k", queries=16, heads=4, dim=32, topk=64, block_size="32", blocks="4", batch="1,4")
@@ -256,6 +256,12 @@ def _run(cfg, backends, fmt, out, tag, warmup_ms, rep_ms, wide):
         topk_speed.print_table(rows, interp)
     else:
         _print_table(rows, interp, wide)
+    failed = [r for r in rows if r["status"] in FAILED_STATUSES]
+    if failed:
+        kinds = ", ".join(f"{sum(r['status'] == s for r in failed)} {s}" for s in FAILED_STATUSES
+                          if any(r["status"] == s for r in failed))
+        raise RowsFailed(f"{len(failed)} of {len(rows)} rows failed ({kinds}): see the status and note "
+                         f"columns in {folder}")
 
 
 def _frame(rows):
@@ -285,7 +291,7 @@ def speed_columns():
     from ..tables import Column, sig
 
     def ok(fn):
-        return lambda r: fn(r) if r["status"] == "ok" else "-"
+        return lambda r: fn(r) if timed(r["status"]) else "-"
 
     return [
         Column("mode", lambda r: r["mode"], numeric=False),

@@ -11,6 +11,7 @@ import torch
 
 from ..backends import BASELINE, Backend
 from ..errors import HisaBenchError
+from ..results import timed
 from ..workloads import InputSource, make_workload
 from . import accuracy
 from .timing import TimingSettings, time_call
@@ -159,9 +160,9 @@ def run_sweep(cfg: SweepConfig, backends: list[Backend], settings: TimingSetting
                 if lost is not None:
                     yield row
                     raise GpuContextLost(_lost_message(lost, row))
-                if backend.name == BASELINE and row["status"] == "ok":
+                if backend.name == BASELINE and timed(row["status"]):
                     baseline_ms = row["median_ms"]
-                if row["status"] == "ok" and baseline_ms:
+                if timed(row["status"]) and baseline_ms:
                     row["speedup"] = baseline_ms / row["median_ms"]
                 yield row
                 gc.collect()
@@ -235,6 +236,8 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings=None
     how = {}
     med, p20, p80 = time_call(call, s, dev, info=how)
     out = dict(median_ms=med, p20_ms=p20, p80_ms=p80, checked=bool(cfg.check), timing=how.get("timing"))
+    if not cfg.check:
+        out["status"] = "unchecked"      # timed, but no gate vouches for the selection
     if dev == "cuda":
         out["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
     flops = charged_flops(backend, prepared, wl, cfg, block_size, blocks)

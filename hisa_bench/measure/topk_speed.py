@@ -18,6 +18,7 @@ import gc
 import torch
 
 from ..errors import HisaBenchError
+from ..results import timed as is_timed
 from .accuracy import sample_rows
 from .timing import TimingSettings, time_call
 
@@ -170,6 +171,8 @@ def run_sweep(cfg, backends=None, settings: TimingSettings | None = None, progre
                         med, p20, p80 = time_call(timed, settings, cfg.device)
                         row.update(median_ms=med, p20_ms=p20, p80_ms=p80, checked=bool(cfg.check), bytes=nbytes,
                                    gbps=nbytes / (med * 1e-3) / 1e9)
+                        if not cfg.check:
+                            row["status"] = "unchecked"     # timed, but not checked
                         if cfg.device == "cuda":
                             row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
                 except Exception as e:
@@ -177,9 +180,9 @@ def run_sweep(cfg, backends=None, settings: TimingSettings | None = None, progre
                         raise
                     row.update(status="oom" if _is_oom(e) else "error",
                                note="out of GPU memory" if _is_oom(e) else f"{type(e).__name__}: {str(e)[:200]}")
-                if name == BASELINE and row["status"] == "ok":
+                if name == BASELINE and is_timed(row["status"]):
                     baseline_ms = row["median_ms"]
-                if row["status"] == "ok" and baseline_ms:
+                if is_timed(row["status"]) and baseline_ms:
                     row["speedup"] = baseline_ms / row["median_ms"]
                 yield row
             del scores, row_len, masked, out, scratch
@@ -199,7 +202,7 @@ def print_table(rows, interp: bool):
     for c in ("W", "rows", "k", "inputs", "backend", "median ms", "GB/s", "vs torch.topk", "status"):
         t.add_column(c, justify="left" if c in ("inputs", "backend", "status") else "right")
     for r in rows:
-        ok = r["status"] == "ok"
+        ok = is_timed(r["status"])
         W = r["length"]
         t.add_row(f"{W // 1024}K" if W % 1024 == 0 else str(W), str(r.get("queries") or "-"), str(r["topk"]),
                   r["inputs"], r["backend"], f"{r['median_ms']:.3f}" if ok else "-",

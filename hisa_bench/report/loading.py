@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import HisaBenchError
+from ..results import timed
 
 KINDS = ("speed", "topk", "iou", "needle")
 # <kind>-<UTC yyyymmdd-HHMMSS>[-tag]; RunFolder may append -2, -3 on a clash.
@@ -178,11 +179,11 @@ def _load_speed(run: Run):
             rows[col] = default
     rows["batch"] = rows["batch"].fillna(1.0)
     run.tables["speed"] = rows
-    ok = rows[rows["status"] == "ok"]
+    ok = rows[rows["status"].map(timed)]
     if rows.empty:
         run.missing.append(f"{run.name}: speed.csv has no rows")
     elif ok.empty:
-        run.missing.append(f"{run.name}: no row finished with status ok")
+        run.missing.append(f"{run.name}: no row was timed (status ok or unchecked)")
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     requested = config.get("modes") if isinstance(config.get("modes"), list) else None
     for mode in ("chunk", "prefill", "decode") if requested != ["topk"] else ():
@@ -191,7 +192,7 @@ def _load_speed(run: Run):
         if requested is not None and mode not in requested:
             run.missing.append(f"{run.name}: no {mode} rows (not requested)")
         elif (rows["mode"].str.strip() == mode).any():
-            run.missing.append(f"{run.name}: no {mode} row finished with status ok")
+            run.missing.append(f"{run.name}: no {mode} row was timed (status ok or unchecked)")
         else:
             run.missing.append(f"{run.name}: no {mode} rows")
 

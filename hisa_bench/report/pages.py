@@ -67,7 +67,8 @@ def _speed_summary(run) -> list[str]:
             at = at.assign(_k=at["backend"].map(backend_key)).sort_values(
                 ["_k"] + [c for c in ("block_size", "blocks") if c in at.columns], kind="stable")
             for _, r in at.iterrows():
-                body.append([mode, fmt_len(r["length"]), int(r["batch"]), r["backend"],
+                body.append([mode, fmt_len(r["length"]), int(r["batch"]),
+                             r["backend"] + (" (unchecked)" if str(r["status"]).strip() == "unchecked" else ""),
                              ", ".join(x for x in (_config_label(r), str(r.get("inputs") or "").strip()) if x) or "-",
                              fmt_num(r["median_ms"], 4), fmt_num(r.get("speedup"), 3) + ("x" if pd.notna(r.get("speedup")) else ""),
                              fmt_num(r.get("tflops"), 4), fmt_num(r.get("gbps"), 4)])
@@ -75,7 +76,7 @@ def _speed_summary(run) -> list[str]:
         lines += ["  " + l for l in table(["mode", "L", "batch", "backend", "config", "median ms", "speedup",
                                            "TFLOP/s", "GB/s"], body)]
     else:
-        lines.append("  no row finished with status ok")
+        lines.append("  no row was timed (status ok or unchecked)")
     if not rows.empty:
         status = rows["status"].str.strip().value_counts().sort_index()
         lines.append("  rows by status: " + ", ".join(f"{k} {v}" for k, v in status.items()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..results import timed
 from .ceilings import ceilings_for
 from .style import (backend_colour, backend_key, caption, figure_legend, fmt_len, footer, fmt_num, mode_key, new_figure,
                     plain_log_y, set_length_ticks, stage_colour, stage_key)
@@ -18,7 +19,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 def ok_rows(run) -> pd.DataFrame:
     rows = run.tables["speed"]
-    ok = rows[(rows["status"].str.strip() == "ok") & rows["median_ms"].notna()].copy()
+    ok = rows[rows["status"].map(timed) & rows["median_ms"].notna()].copy()
     ok["mode"] = ok["mode"].str.strip()
     ok["backend"] = ok["backend"].str.strip()
     return ok
