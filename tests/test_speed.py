@@ -483,3 +483,40 @@ def test_a_sticky_cuda_error_keeps_the_rows_before_it(tmp_path):
     assert "illegal memory access" in saved["rows"][-1]["note"] and "illegal memory access" in saved["aborted"]
     assert len(pd.read_csv(folder / "speed.csv")) == 3
     assert (folder / "env.json").exists()
+
+
+def test_decode_time_includes_the_pooled_key_update(monkeypatch, tmp_path):
+    """Our HISA's decode median times the pooled-key update and then the selection, as serving
+    runs a step; pool_update_ms is the update alone. Flat has no pooled keys to update."""
+    import kernels.indexers as indexers
+    import hisa_bench.measure.speed as speed_measure
+    from tests.helpers import kernel_device, run_cli
+
+    log, per_timed_call = [], []
+    real_update = indexers.prepare_pool_update
+
+    def counting_update(*a, **k):
+        run = real_update(*a, **k)
+
+        def counted():
+            log.append("update")
+            run()
+        return counted
+
+    def one_call(fn, *a, **k):
+        before = len(log)
+        fn()
+        per_timed_call.append(len(log) - before)
+        return 1.0, 1.0, 1.0
+
+    monkeypatch.setattr(indexers, "prepare_pool_update", counting_update)
+    monkeypatch.setattr(speed_measure, "time_call", one_call)
+    args = [a if a != "cpu" else kernel_device() for a in TINY]
+    code, out, err = run_cli(["speed", *args, "--mode", "decode", "--batch", "2", "--backend", "flat,hisa",
+                              "--no-stages", "--format", "json", "--out", str(tmp_path)])
+    assert code == 0, err
+    flat, hisa = json.loads(out)["rows"]
+    assert hisa["status"] == "ok" and hisa["pool_update_ms"] == 1.0
+    # timed calls in order: flat's median, HISA's median (update + selection), HISA's update alone
+    assert per_timed_call == [0, 1, 1]
+    assert flat.get("pool_update_ms") is None
