@@ -8,6 +8,10 @@ references on CPU tensors.
 
 Shapes: q [T, H, D], k [N, D], w [T, H] float32, ks/ke int32 [T] (query t sees keys [ks, ke)),
 k_scale float32 [N] for fp8 keys (then q is fp8 too, its scales folded into w).
+
+stage1 (HISA and block-sparse): how blocks are ranked. "relu" is the paper's rule,
+sum_h w relu(q_h . kbar); "raw" drops the ReLU, sum_h w (q_h . kbar), at the same cost. Other
+rules (hisa_bench/measure/stage1.py) have no kernel.
 """
 from __future__ import annotations
 
@@ -19,6 +23,13 @@ from .errors import HisaBenchError
 FP8 = torch.float8_e4m3fn
 KEY_DTYPES = (torch.bfloat16, torch.float16, torch.float32, FP8)
 POOLINGS = ("mean", "max")
+STAGE1 = ("relu", "raw")     # the stage-1 rules our kernels have (kernels/hisa_naive.py: STAGE1_RULES)
+
+
+def _check_stage1(stage1):
+    if stage1 not in STAGE1:
+        raise HisaBenchError(f"stage1 must be relu or raw (the rules our kernels have; the others are in "
+                             f"hisa_bench/measure/stage1.py), got {stage1!r}")
 
 
 def causal_ranges(q_pos, device=None):
@@ -121,23 +132,25 @@ def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, backend="auto"):
 
 
 def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64,
-                pooling="mean", backend="auto"):
-    """HISA: mean-pool keys into blocks, keep m blocks per query (first and last forced), then
-    the exact top-k over the keys of the kept blocks."""
+                pooling="mean", backend="auto", stage1="relu"):
+    """HISA: mean-pool keys into blocks, keep m blocks per query (first and last forced, the others
+    ranked by the stage-1 rule), then the exact top-k over the keys of the kept blocks."""
+    _check_stage1(stage1)
     validate(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks, pooling=pooling)
     if _use_kernels(backend, q.device):
         from kernels import indexers
         q, k, w, ks, ke, k_scale = _dense(q, k, w, ks.int(), ke.int(), k_scale)
         return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk,
-                                    block_size=block_size, blocks=blocks, pooling=pooling)
+                                    block_size=block_size, blocks=blocks, pooling=pooling, stage1=stage1)
     from kernels.hisa_naive import hisa_select_ref
     return hisa_select_ref(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
-                           blocks=blocks, pooling=pooling)
+                           blocks=blocks, pooling=pooling, stage1=stage1)
 
 
 def block_sparse_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128,
-                        pooling="mean", backend="auto"):
-    """Stage 1 alone: keep topk // B blocks by the HISA rule and every visible key in them."""
+                        pooling="mean", backend="auto", stage1="relu"):
+    """Stage 1 alone: keep topk // B blocks by the stage-1 rule and every visible key in them."""
+    _check_stage1(stage1)
     validate(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, pooling=pooling)
     if topk < block_size:
         raise HisaBenchError(f"block-sparse keeps topk // block size blocks: topk {topk} < block size {block_size}")
@@ -145,10 +158,10 @@ def block_sparse_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=
         from kernels import indexers
         q, k, w, ks, ke, k_scale = _dense(q, k, w, ks.int(), ke.int(), k_scale)
         return indexers.block_sparse_select(q, k, w, ks, ke, k_scale, topk=topk,
-                                            block_size=block_size, pooling=pooling)
+                                            block_size=block_size, pooling=pooling, stage1=stage1)
     from kernels.hisa_naive import block_sparse_select_ref
     return block_sparse_select_ref(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
-                                   pooling=pooling)
+                                   pooling=pooling, stage1=stage1)
 
 
 def quantize_fp8(q, k, w):

@@ -81,17 +81,23 @@ def cases():
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
         stride_wt="i32", stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False), 8, 5
+                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 5
     yield "flat_scores bf16 H3 D48 forced", flat_scores._flat_scores_kernel, dict(
         Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
         stride_wt="i32", stride_ot="i32"), dict(H=3, D=48, HP=4, DP=64, BLOCK_Q=64, BLOCK_N=64, HAS_SCALE=False,
-                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False), 8, 3
+                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 3
+    # HISA's block stage under the raw stage-1 rule: pooled keys, forced ends, no ReLU
+    yield "flat_scores fp8 H64 D128 forced raw", flat_scores._flat_scores_kernel, dict(
+        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
+        T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
+        stride_wt="i32", stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=False), 8, 5
     yield "flat_scores fp8 H128 D256 (largest shape)", flat_scores._flat_scores_kernel, dict(
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
         stride_wt="i32", stride_ot="i32"), dict(H=128, D=256, HP=128, DP=256, BLOCK_Q=2, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False), 8, 5
+                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 5
     yield "gather scores bf16 H128 D256", gather_scores._gather_scores_kernel, dict(
         Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
@@ -151,7 +157,7 @@ def grid_cases(heads=GRID_H, dims=GRID_D, dtypes=("fp8", "bf16"), block_sizes=(1
                     cfg = dict(cfg)
                     nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
                     yield (f"flat_scores {dtype} H{H} D{D} {what}", flat_scores._flat_scores_kernel, _score_sig(t),
-                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=False, UPCAST=False, **cfg),
+                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=False, UPCAST=False, RELU=True, **cfg),
                            nw, ns)
                 ghp = max(16, hp)
                 for bs in block_sizes:

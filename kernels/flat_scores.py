@@ -16,6 +16,10 @@ program that reads them, 4 per written score.
 
 With FORCE_ENDS, the first and the last visible position of every row get +inf: HISA's block stage
 uses this kernel on pooled keys and must always keep those two blocks.
+
+RELU off drops the ReLU (one max per product less): sum_h w[t, h] * (q[t, h] . k[s]). HISA's block
+stage uses it for the `raw` stage-1 rule (hisa_bench/measure/stage1.py), whose scores can be
+negative; the top-k kernel orders negative scores like any others.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def _flat_scores_kernel(
     H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_SCALE: tl.constexpr, FORCE_ENDS: tl.constexpr, KEYS_AS_A: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, RELU: tl.constexpr,
 ):
     pid_q = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -79,11 +83,15 @@ def _flat_scores_kernel(
         if KEYS_AS_A:
             # keys x (query, head): the head sum runs along the accumulator's columns (in-warp).
             s = tl.dot(kt, tl.trans(q))
-            s = tl.maximum(s, 0.0) * w[None, :]
+            if RELU:
+                s = tl.maximum(s, 0.0)
+            s = s * w[None, :]
             s = tl.sum(tl.reshape(s, [BLOCK_N, BLOCK_Q, HP]), axis=2)
         else:
             s = tl.dot(q, tl.trans(kt))
-            s = tl.maximum(s, 0.0) * w[:, None]
+            if RELU:
+                s = tl.maximum(s, 0.0)
+            s = s * w[:, None]
             s = tl.trans(tl.sum(tl.reshape(s, [BLOCK_Q, HP, BLOCK_N]), axis=1))
         if HAS_SCALE:
             s = s * tl.load(K_SCALE + n, mask=n_ok, other=0.0)[:, None]
@@ -181,8 +189,9 @@ def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 12
 
 
 def launch_scores(q, k, w, ks, ke, k_scale=None, *, out=None, force_ends=False, plan=None,
-                  config=None):
+                  config=None, relu=True):
     """Low-level launcher: no validation (hisa_bench.api has the checked entry points).
+    relu=False leaves out the ReLU (HISA's raw stage-1 rule on pooled keys).
 
     Returns out[T, width] with out[t, j] = I[t, ks[t] + j] for j < ke[t] - ks[t]; other columns
     are left as they were.
@@ -203,7 +212,7 @@ def launch_scores(q, k, w, ks, ke, k_scale=None, *, out=None, force_ends=False, 
         T, k.shape[0], plan["split_n"],
         q.stride(0), q.stride(1), k.stride(0), w.stride(0), out.stride(0),
         H=H, D=D, HP=plan["hp"], DP=padded_dim(D, q.element_size()), BLOCK_Q=block_q,
-        HAS_SCALE=k_scale is not None, FORCE_ENDS=force_ends, UPCAST=INTERPRETED,
+        HAS_SCALE=k_scale is not None, FORCE_ENDS=force_ends, UPCAST=INTERPRETED, RELU=bool(relu),
         **cfg,
     )
     return out

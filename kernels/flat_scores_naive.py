@@ -12,8 +12,9 @@ def dequantize_keys(k, k_scale=None, dtype=torch.float64):
 
 
 def flat_scores_ref(q, k, w, ks, ke, k_scale=None, *, dtype=torch.float64, force_ends=False,
-                    mem_bytes=1 << 28):
+                    mem_bytes=1 << 28, relu=True):
     """Dense relative-layout scores: out[t, j] = I[t, ks[t] + j] for j < ke[t] - ks[t], else -inf.
+    relu=False: sum_h w (q_h . k), without the ReLU (HISA's raw stage-1 rule on pooled keys).
 
     Queries are taken in chunks whose key span [min ks, max ke) is scored with one matmul, so
     causal inputs cost one pass and memory stays under about mem_bytes.
@@ -35,7 +36,9 @@ def flat_scores_ref(q, k, w, ks, ke, k_scale=None, *, dtype=torch.float64, force
                 break
             lo0, hi0, t1 = lo, hi, t1 + 1
         s = torch.einsum("chd,nd->chn", q[t0:t1].to(dtype), kf[lo0:hi0])
-        s = (s.clamp_min(0) * w[t0:t1].to(dtype)[:, :, None]).sum(1)      # [c, hi0 - lo0]
+        if relu:
+            s = s.clamp_min(0)
+        s = (s * w[t0:t1].to(dtype)[:, :, None]).sum(1)                     # [c, hi0 - lo0]
         pos = ks_l[t0:t1, None] + j[None, :]
         valid = pos < ke_l[t0:t1, None]
         rel = (pos - lo0).clamp(0, max(hi0 - lo0 - 1, 0))

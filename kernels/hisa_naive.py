@@ -1,11 +1,24 @@
 """Plain-torch references for the whole selections: flat, HISA and the block-sparse baseline,
-written straight from docs/semantics.md with the lowest-position tie rule."""
+written straight from docs/semantics.md with the lowest-position tie rule.
+
+stage1 picks how HISA and block-sparse rank blocks, among the rules the kernels have (STAGE1_RULES):
+'relu' (the paper: sum_h w relu(q_h . kbar)) or 'raw' (sum_h w (q_h . kbar), no ReLU). The other
+rules of hisa_bench/measure/stage1.py have no kernel and no reference here."""
 from __future__ import annotations
 
 import torch
 
 from .flat_scores_naive import dequantize_keys, flat_scores_ref
 from .topk_naive import topk_ref
+
+STAGE1_RULES = ("relu", "raw")   # the stage-1 rules the kernels (kernels/indexers.py) implement
+
+
+def check_stage1_rule(stage1: str) -> bool:
+    """ReLU on (True) or off (False) in the block scores; ValueError for a rule without a kernel."""
+    if stage1 not in STAGE1_RULES:
+        raise ValueError(f"stage-1 rule {stage1!r}: the kernels have {', '.join(STAGE1_RULES)}")
+    return stage1 == "relu"
 
 
 def pool_keys_ref(k, k_scale, block_size: int, pooling: str = "mean", dtype=torch.float64):
@@ -30,16 +43,17 @@ def block_ranges(ks, ke, block_size: int):
     return ks // block_size, (ke - 1) // block_size + 1
 
 
-def block_scores_ref(q, kbar, w, ks, ke, block_size: int):
+def block_scores_ref(q, kbar, w, ks, ke, block_size: int, stage1: str = "relu"):
     """Relative-layout block scores J with the first and last visible block forced to +inf."""
+    relu = check_stage1_rule(stage1)
     bs, be = block_ranges(ks.long(), ke.long(), block_size)
-    return flat_scores_ref(q, kbar, w, bs, be, None, force_ends=True), bs, be
+    return flat_scores_ref(q, kbar, w, bs, be, None, force_ends=True, relu=relu), bs, be
 
 
-def kept_blocks_ref(q, k, w, ks, ke, k_scale, block_size: int, blocks: int, pooling="mean"):
+def kept_blocks_ref(q, k, w, ks, ke, k_scale, block_size: int, blocks: int, pooling="mean", stage1="relu"):
     """int32 [T, blocks]: absolute ids of the kept blocks (forced ends first by score), -1 pad."""
     kbar = pool_keys_ref(k, k_scale, block_size, pooling)
-    J, bs, be = block_scores_ref(q, kbar, w, ks, ke, block_size)
+    J, bs, be = block_scores_ref(q, kbar, w, ks, ke, block_size, stage1)
     return topk_ref(J, blocks, be - bs, bs)
 
 
@@ -67,20 +81,20 @@ def flat_select_ref(q, k, w, ks, ke, k_scale=None, *, topk=2048, flat_rel=None):
 
 
 def hisa_select_ref(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64,
-                    pooling="mean", flat_rel=None, kept=None):
+                    pooling="mean", flat_rel=None, kept=None, stage1="relu"):
     if kept is None:
-        kept = kept_blocks_ref(q, k, w, ks, ke, k_scale, block_size, blocks, pooling)
+        kept = kept_blocks_ref(q, k, w, ks, ke, k_scale, block_size, blocks, pooling, stage1)
     if flat_rel is None:
         flat_rel = flat_scores_ref(q, k, w, ks, ke, k_scale)
     return _select_in_blocks(flat_rel, ks, ke, kept, block_size, topk)
 
 
 def block_sparse_select_ref(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128,
-                            pooling="mean", kept=None):
+                            pooling="mean", kept=None, stage1="relu"):
     """Keep m' = topk // B blocks by the HISA stage-1 rule; select every visible key in them."""
     m1 = max(topk // block_size, 1)
     if kept is None:
-        kept = kept_blocks_ref(q, k, w, ks, ke, k_scale, block_size, m1, pooling)
+        kept = kept_blocks_ref(q, k, w, ks, ke, k_scale, block_size, m1, pooling, stage1)
     T = kept.shape[0]
     kept_sorted = torch.sort(torch.where(kept < 0, torch.iinfo(torch.int32).max, kept), dim=1).values.long()
     pos = (kept_sorted[:, :, None] * block_size + torch.arange(block_size, device=kept.device)).view(T, -1)

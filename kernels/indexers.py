@@ -11,6 +11,10 @@ matrix: one chunk's scores are all that exist at a time.
 
 Prepared.stages holds each stage as a callable over all chunks, in pipeline order, for per-stage
 timing; with one chunk, running them in order is exactly run().
+
+stage1 ("relu", the paper's rule, or "raw") is how block_scores ranks blocks for HISA and
+block-sparse: "raw" is the same kernel launch with its ReLU compiled out (kernels/flat_scores.py,
+RELU=False), so it costs exactly what "relu" costs. The references are kernels/hisa_naive.py.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import torch
 
 from .flat_scores import launch_scores, scores_plan
 from .gather_scores import launch_gather_scores
-from .hisa_naive import pool_keys_ref
+from .hisa_naive import STAGE1_RULES, check_stage1_rule, pool_keys_ref
 from .pooling import pool_mean
 from .topk import launch_topk, scratch_for
 
@@ -54,11 +58,11 @@ def _esize(t):
     return t.element_size()
 
 
-def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=False):
+def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=False, relu=True):
     def stage():
         for (t0, t1), plan in zip(chunks, plans):
             launch_scores(q[t0:t1], keys, w[t0:t1], ks[t0:t1], ke[t0:t1], key_scale,
-                          out=buf[: t1 - t0], plan=plan, force_ends=force_ends)
+                          out=buf[: t1 - t0], plan=plan, force_ends=force_ends, relu=relu)
     return stage
 
 
@@ -193,8 +197,11 @@ def pool_keys(k, k_scale, block_size, pooling="mean", out=None, out_scale=None):
     return kbar.to(k.dtype), None
 
 
-def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooling, kept_out, score_config):
-    """Stages shared by HISA and block-sparse: pool, block scores, block top-m -> kept_out."""
+def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooling, kept_out, score_config,
+                  stage1="relu"):
+    """Stages shared by HISA and block-sparse: pool, block scores, block top-m -> kept_out.
+    stage1 "raw" scores blocks without the ReLU (same launch, same cost)."""
+    relu = check_stage1_rule(stage1)
     T, H, D = q.shape
     kbar, kbar_scale = pool_keys(k, k_scale, B, pooling)
     bks = torch.div(ks, B, rounding_mode="floor").to(torch.int32)
@@ -212,7 +219,7 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
 
     def build(cs):
         ps = [plans[chunks.index(c)] for c in cs]
-        return [_scores_stage(q, kbar, w, bks, bke, kbar_scale, J, cs, ps, force_ends=True),
+        return [_scores_stage(q, kbar, w, bks, bke, kbar_scale, J, cs, ps, force_ends=True, relu=relu),
                 _topk_stage(J, m, brow, bks, kept_out, cs, scratch)]
 
     block_pairs = _block_pairs(ks, ke, B, chunks)
@@ -223,7 +230,8 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
 
 
 def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",
-                 query_chunk=None, include_pooling=True, score_config=None):
+                 query_chunk=None, include_pooling=True, score_config=None, stage1="relu"):
+    check_stage1_rule(stage1)      # before anything is allocated, trivial inputs included
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     B, m = block_size, blocks
@@ -240,7 +248,7 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
     rows = max(b - a for a, b in chunks)
     kept = torch.full((T, m), -1, dtype=torch.int32, device=q.device)   # stays -1 for trivial chunks
     pool, block_build, info = _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling,
-                                            include_pooling, kept, score_config)
+                                            include_pooling, kept, score_config, stage1)
     cand = torch.empty((max(rows, 1), m * B), dtype=torch.float32, device=q.device)
     scratch = scratch_for(rows, m * B, topk, q.device)
     full = torch.full((T,), m * B, dtype=torch.int32, device=q.device)
@@ -275,7 +283,8 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
 
 
 def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",
-                         query_chunk=None, include_pooling=True, score_config=None):
+                         query_chunk=None, include_pooling=True, score_config=None, stage1="relu"):
+    check_stage1_rule(stage1)
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     B = block_size
@@ -284,7 +293,7 @@ def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size
     rows = max(b - a for a, b in chunks)
     kept = torch.empty((T, m1), dtype=torch.int32, device=q.device)
     pool, block_build, info = _block_stages(q, k, w, ks, ke, k_scale, B, m1, chunks, pooling,
-                                            include_pooling, kept, score_config)
+                                            include_pooling, kept, score_config, stage1)
     offs = torch.arange(B, device=q.device, dtype=torch.int32)
     cand = torch.empty((max(rows, 1), m1 * B), dtype=torch.float32, device=q.device)
     scratch = scratch_for(rows, m1 * B, topk, q.device)
@@ -329,16 +338,16 @@ def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096):
 
 
 def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",
-                query_chunk=4096):
+                query_chunk=4096, stage1="relu"):
     return prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
-                        pooling=pooling, query_chunk=query_chunk).run()
+                        pooling=pooling, query_chunk=query_chunk, stage1=stage1).run()
 
 
 def block_sparse_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",
-                        query_chunk=4096):
+                        query_chunk=4096, stage1="relu"):
     return prepare_block_sparse(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, pooling=pooling,
-                                query_chunk=query_chunk).run()
+                                query_chunk=query_chunk, stage1=stage1).run()
 
 
 __all__ = ["Prepared", "selection_flops", "hisa_routes", "visible_blocks", "prepare_flat", "prepare_hisa", "prepare_block_sparse", "prepare_pool_update",
-           "flat_select", "hisa_select", "block_sparse_select", "pool_keys"]
+           "flat_select", "hisa_select", "block_sparse_select", "pool_keys", "STAGE1_RULES"]
