@@ -5,6 +5,8 @@
 (q [T, H, D], k [N, D], w [T, H] float32, ks/ke int32 [T], k_scale float32 [N] or None; positions
 absolute, -1 in unused slots; api.py documents the semantics.) A callable may also carry
   .method   "flat" | "hisa" | "block-sparse": which semantics the accuracy gate checks (default flat)
+  .stage1   "relu" | "raw": the stage-1 rule a hisa / block-sparse backend ranks blocks by, which the
+            accuracy gate checks its kept blocks against (default relu, the paper's rule)
   .prepare  same arguments plus query_chunk / include_pooling -> kernels.indexers.Prepared, to time
             without host work and per stage.
 Ours are registered the same way; "flat" is the baseline. A user backend is named on the command
@@ -32,6 +34,7 @@ class Backend:
     method: str = "flat"
     prepare: Callable | None = None
     ours: bool = True
+    stage1: str = "relu"
 
 
 def _ours():
@@ -42,6 +45,10 @@ def _ours():
 
     def hisa(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
         return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
+
+    def hisa_raw(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
+        return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
+                                    stage1="raw")
 
     def block_sparse(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
         return indexers.block_sparse_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size)
@@ -55,6 +62,11 @@ def _ours():
         return indexers.prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
                                      query_chunk=query_chunk, include_pooling=include_pooling)
 
+    def prep_hisa_raw(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
+                      include_pooling=True):
+        return indexers.prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
+                                     query_chunk=query_chunk, include_pooling=include_pooling, stage1="raw")
+
     def prep_bs(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
                 include_pooling=True):
         return indexers.prepare_block_sparse(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
@@ -63,6 +75,8 @@ def _ours():
     return {
         "flat": Backend("flat", flat, "flat", prep_flat),
         "hisa": Backend("hisa", hisa, "hisa", prep_hisa),
+        # HISA under the raw stage-1 rule (block scores without the ReLU: the same kernels, the same cost)
+        "hisa-raw": Backend("hisa-raw", hisa_raw, "hisa", prep_hisa_raw, stage1="raw"),
         "block-sparse": Backend("block-sparse", block_sparse, "block-sparse", prep_bs),
         "flat-torch": Backend("flat-torch", flat_torch, "flat", None),
     }
@@ -92,7 +106,7 @@ def flat_torch(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, chu
 def load_external(spec: str) -> Backend:
     """'module:function' or 'path/to/file.py:function' -> Backend (name = the spec)."""
     if ":" not in spec:
-        raise HisaBenchError(f"backend {spec!r}: expected one of ours (flat, hisa, block-sparse, flat-torch) "
+        raise HisaBenchError(f"backend {spec!r}: expected one of ours (flat, hisa, hisa-raw, block-sparse, flat-torch) "
                              f"or module:function / file.py:function")
     target, _, attr = spec.rpartition(":")
     try:
@@ -114,7 +128,11 @@ def load_external(spec: str) -> Backend:
     method = getattr(fn, "method", "flat")
     if method not in ("flat", "hisa", "block-sparse"):
         raise HisaBenchError(f"backend {spec!r}: .method must be flat, hisa or block-sparse, got {method!r}")
-    return Backend(spec, fn, method, getattr(fn, "prepare", None), ours=False)
+    stage1 = getattr(fn, "stage1", "relu")
+    if stage1 not in ("relu", "raw"):
+        raise HisaBenchError(f"backend {spec!r}: .stage1 must be relu or raw (the rules the accuracy gate "
+                             f"checks), got {stage1!r}")
+    return Backend(spec, fn, method, getattr(fn, "prepare", None), ours=False, stage1=stage1)
 
 
 def resolve(names: list[str]) -> list[Backend]:

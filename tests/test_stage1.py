@@ -208,13 +208,13 @@ def test_iou_stage1_option(tiny_dump, capsys, tmp_path):
     code, _, err = run_cli(["iou", "--dump", str(tiny_dump), "--topk", "32", "--block-size", "16", "--blocks", "4",
                             "--pooling", "max", "--stage1", "ucb", "--out", str(tmp_path)], capsys)
     assert code != 0 and "mean pooling" in err and err.count("\n") == 1
-    # the kernels have the paper's stage 1 only (checked before any kernel runs)
+    # the kernels have relu and raw only (checked before any kernel runs)
     from hisa_bench.inputs.dump import load_dump
     from hisa_bench.measure.fidelity import make_grid, measure_layer
 
     points, _ = make_grid(32, [16], [4], ["mean"])
-    with pytest.raises(HisaBenchError, match="stage 1"):
-        measure_layer(load_dump(tiny_dump)["layers"][0], points, topk=32, methods=["hisa/raw"], engine="kernels")
+    with pytest.raises(HisaBenchError, match="stage-1 rules relu and raw only, not ucb"):
+        measure_layer(load_dump(tiny_dump)["layers"][0], points, topk=32, methods=["hisa/ucb"], engine="kernels")
 
 
 def test_needle_stage1_option(capsys, tmp_path):

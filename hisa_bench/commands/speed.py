@@ -56,6 +56,7 @@ def register(app: typer.Typer):
                                              "Default 64 (CPU: 4)."),
         dtype: str = typer.Option("fp8", help="fp8 (e4m3 with a scale per key), bf16 or fp16."),
         backend: str = typer.Option("flat,hisa,block-sparse", help="Backends: flat (the baseline, always run), hisa, "
+                                    "hisa-raw (HISA, blocks ranked without the ReLU), "
                                     "block-sparse, flat-torch, or your own as module:function or file.py:function "
                                     "taking (q, k, w, ks, ke, k_scale, *, topk, block_size, blocks) and returning "
                                     "int32 [T, topk] positions (docs: hisa_bench/backends.py)."),
@@ -83,7 +84,7 @@ def register(app: typer.Typer):
             raise HisaBenchError("--out: expected a folder, got an empty string")
         out = Path(out)
         if not backend.strip(" ,"):
-            raise HisaBenchError("--backend: expected backend names (flat, hisa, block-sparse, flat-torch or "
+            raise HisaBenchError("--backend: expected backend names (flat, hisa, hisa-raw, block-sparse, flat-torch or "
                                  "module:function), got an empty string")
         if device not in ("cuda", "cpu"):
             raise HisaBenchError(f"--device must be cuda or cpu, got {device!r}")

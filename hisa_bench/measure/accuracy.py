@@ -8,6 +8,8 @@ Checks are tie-aware and allow for rounding (fp8 keys, fp8 re-quantised pooled k
                 the reference scores over the visible keys of the kept blocks
   block-sparse  the kept blocks pass the same block check with m' = topk // B, and every visible
                 key in them is selected
+The block scores follow the backend's stage-1 rule: relu (the paper's, sum_h w relu(q_h . kbar)) or
+raw (sum_h w (q_h . kbar)); the token scores are the flat scores under either rule.
 For a backend that does not expose its kept blocks, the blocks holding its selected keys stand in,
 together with the first and last visible blocks (kept by definition).
 Counts come from the semantics alone (accuracy.expected_count): k, or every visible key when fewer;
@@ -37,8 +39,10 @@ def sample_rows(T: int, n: int = 6, extra: int = 2) -> list[int]:
     return sorted(r for r in rows if 0 <= r < T)
 
 
-def _ref_row(q, kf, w, lo, hi):
-    s = (q.float() @ kf[lo:hi].T).clamp_min(0)
+def _ref_row(q, kf, w, lo, hi, relu=True):
+    s = q.float() @ kf[lo:hi].T
+    if relu:
+        s = s.clamp_min(0)
     return (s * w[:, None]).sum(0)
 
 
@@ -66,8 +70,12 @@ def expected_count(method: str, lo: int, hi: int, *, topk: int, block_size: int,
     return kept_key_count(lo, hi, block_size, max(topk // block_size, 1))
 
 
-def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None):
-    """List of problems for the sampled rows (empty when the selection passes)."""
+def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None, stage1="relu"):
+    """List of problems for the sampled rows (empty when the selection passes). stage1: the rule
+    the kept blocks are checked against (relu or raw)."""
+    if stage1 not in ("relu", "raw"):
+        raise ValueError(f"stage-1 rule {stage1!r}: the gate checks relu or raw")
+    relu_blocks = stage1 == "relu"
     kf = wl.k.float() * (wl.k_scale[:, None] if wl.k_scale is not None else 1.0)
     B = block_size
     problems = []
@@ -117,7 +125,7 @@ def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None):
         real = torch.arange(b_lo * B, b_hi * B, device=kf.device) < kf.shape[0]
         sums = (kf[pos] * real[:, None]).view(nb, B, -1).sum(1)
         kbar = sums / real.view(nb, B).sum(1).clamp_min(1)[:, None].float()
-        J = _ref_row(wl.q[t], kbar, wl.w[t], 0, nb)
+        J = _ref_row(wl.q[t], kbar, wl.w[t], 0, nb, relu_blocks)
         readings = [J]
         if wl.k.dtype == torch.float8_e4m3fn:
             # our pipeline scores pooled keys re-quantised to fp8, one scale per block
@@ -125,7 +133,7 @@ def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None):
             # close blocks, so a block that is right under either reading passes
             scale = (kbar.abs().amax(-1, keepdim=True) / 448.0).clamp_min(1e-12)
             kq = (kbar / scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn).float() * scale
-            readings.append(_ref_row(wl.q[t], kq, wl.w[t], 0, nb))
+            readings.append(_ref_row(wl.q[t], kq, wl.w[t], 0, nb, relu_blocks))
         forced = {b - b_lo for b in forced_abs}
         n_free = min(m, nb) - len(forced & set(range(nb)))
         if row_kept is not None and used.numel() != min(m, nb):

@@ -166,12 +166,13 @@ def _kernel_selections(layer, t0, t1, ks, ke, topk, points, methods, device):
     per_point = {}
     for p in points:
         for method in methods:
-            if method == "hisa":
+            kind, rule = split_label(method)     # 'hisa/raw': HISA under the raw stage-1 rule
+            if kind == "hisa":
                 sel = indexers.hisa_select(q, k, w, ks32, ke32, k_scale, topk=topk, block_size=p.block_size,
-                                           blocks=p.blocks, pooling=p.pooling)
+                                           blocks=p.blocks, pooling=p.pooling, stage1=rule)
             else:
                 sel = indexers.block_sparse_select(q, k, w, ks32, ke32, k_scale, topk=topk,
-                                                   block_size=p.block_size, pooling=p.pooling)
+                                                   block_size=p.block_size, pooling=p.pooling, stage1=rule)
             per_point[(p, method)] = mask(sel)
     return flat, per_point
 
@@ -195,8 +196,12 @@ def measure_layer(layer: dict, points, *, topk: int, methods, tie: str = "low", 
             raise HisaBenchError(f"--engine kernels takes pooling mean or max, got {', '.join(bad)}")
         if tie != "low":
             raise HisaBenchError("--engine kernels breaks ties towards lower positions: use --tie-rule low")
-        if any(split_label(m)[1] != DEFAULT_STAGE1 for m in methods):
-            raise HisaBenchError("--engine kernels has the paper's stage 1 only: use --stage1 relu")
+        from kernels.hisa_naive import STAGE1_RULES
+
+        other = sorted({split_label(m)[1] for m in methods} - set(STAGE1_RULES))
+        if other:
+            raise HisaBenchError(f"--engine kernels has the stage-1 rules {' and '.join(STAGE1_RULES)} only, "
+                                 f"not {', '.join(other)}: use --engine reference for those")
     if tie not in TIE_RULES:
         raise HisaBenchError(f"--tie-rule: expected one of {', '.join(TIE_RULES)}, got {tie!r}")
     ks_all, ke_all = (t.to(device) for t in query_ranges(layer))

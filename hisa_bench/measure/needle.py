@@ -7,7 +7,8 @@ best haystack score. The flat indexer therefore ranks it first; HISA and block-s
 if stage 1 keeps its block. In the adversarial variant the other keys of the needle's block
 (B-aligned) share minus the block's whole component along u, so the block mean along u is zero.
 
-Selections come from hisa_bench.api (plain-torch references on the CPU, the kernels on a GPU).
+Selections come from hisa_bench.api (plain-torch references on the CPU, the kernels on a GPU), the
+stage-1 rules relu and raw included; the rules no kernel has from measure/stage1.py (float64 torch).
 """
 from __future__ import annotations
 
@@ -125,12 +126,24 @@ def run_case(cfg: NeedleConfig, length: int, depth: float, trial: int, device, b
         "block-sparse": api.block_sparse_select(qd, kd, wd, ks, ke, topk=cfg.topk, block_size=cfg.block_size,
                                                 pooling=cfg.pooling, backend=backend),
     }
+    from kernels.hisa_naive import STAGE1_RULES
+
     from .stage1 import DEFAULT_STAGE1, select_positions
 
     for rule in cfg.stage1:
         if rule == DEFAULT_STAGE1:
             continue
-        # other stage-1 rules: the float64 torch selection on any device (no kernel has them)
+        if rule in STAGE1_RULES:
+            # a rule our kernels have (raw): through the api like the paper's rule, so the kernels
+            # on a GPU and their references (kernels/hisa_naive.py) on a CPU
+            sels[f"hisa/{rule}"] = api.hisa_select(qd, kd, wd, ks, ke, topk=cfg.topk, block_size=cfg.block_size,
+                                                   blocks=cfg.blocks, pooling=cfg.pooling, backend=backend,
+                                                   stage1=rule)
+            sels[f"block-sparse/{rule}"] = api.block_sparse_select(
+                qd, kd, wd, ks, ke, topk=cfg.topk, block_size=cfg.block_size, pooling=cfg.pooling,
+                backend=backend, stage1=rule)
+            continue
+        # the other stage-1 rules: the float64 torch selection on any device (no kernel has them)
         for method in ("hisa", "block-sparse"):
             sels[f"{method}/{rule}"] = select_positions(qd, kd, wd, ks, ke, topk=cfg.topk, block_size=cfg.block_size,
                                                         blocks=cfg.blocks, pooling=cfg.pooling, stage1=rule,

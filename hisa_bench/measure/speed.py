@@ -238,7 +238,8 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings=None
         return dict(status="failed-accuracy", note=f"returned {got}, expected int32 [{wl.queries}, {cfg.topk}]")
     if cfg.check:
         kept = prepared.state.get("kept") if prepared is not None and backend.ours else None
-        problems = accuracy.check(backend.method, sel, wl, accuracy.sample_rows(wl.queries), kept=kept, **kw)
+        problems = accuracy.check(backend.method, sel, wl, accuracy.sample_rows(wl.queries), kept=kept,
+                                  stage1=getattr(backend, "stage1", "relu"), **kw)
         if problems:
             return dict(status="failed-accuracy", note="; ".join(problems[:2]))
     s = TimingSettings(settings.warmup_ms, settings.rep_ms, settings.min_reps, cuda_graph=(mode == "decode"))
