@@ -143,7 +143,8 @@ def register(app: typer.Typer):
         engine: str = typer.Option("reference", "--engine",
                                    help="reference: selections from float64 scores (reproducible on any device); "
                                         "kernels: selections from our Triton kernels (compiled on the GPU when there is "
-                                        "one, whatever --device says; interpreted on a CPU otherwise)."),
+                                        "one, whatever --device says; interpreted on a CPU otherwise; stage-1 rules "
+                                        "relu and raw)."),
         tie_rule: str = typer.Option("low", "--tie-rule",
                                      help="Among equal scores: low (lower position wins, the default) or recent "
                                           "(higher position wins), for blocks and tokens alike."),
