@@ -386,7 +386,7 @@ def test_gpu_raw_kept_blocks_at_real_shape(inputs):
     # the torch rule (float64 pooled keys, no fp8 re-quantisation) keeps nearly the same blocks
     ref = kept_blocks_ref(wl.q, wl.k, wl.w, wl.ks, wl.ke, wl.k_scale, B, m, stage1="raw")
     same = sum(len(a & b) for a, b in zip(_kept_sets(kept), _kept_sets(ref))) / (wl.queries * m)
-    assert same > 0.9, same
+    assert same > 0.95, same      # about 0.986 in a float64 emulation of the fp8 pooled keys
     differs = sum(a != b for a, b in zip(_kept_sets(kept), _kept_sets(preps["relu"].state["kept"])))
     assert differs > 0, "raw and relu kept the same blocks for every query"
     print(f"{inputs}: kernel/torch raw kept-block overlap {same:.4f}; rows where raw != relu: {differs}/1024")
