@@ -78,7 +78,7 @@ def test_hisa_raw_stagewise(T, H, D, N, B, m, k, dtype, structured, ks, ke, devi
     bs, be = ks // B, (ke - 1) // B + 1
     J = flat_scores_ref(q, prep.state["kbar"], w, bs, be, prep.state["kbar_scale"], force_ends=True, relu=False)
     atol = 1e-4 * float(J[torch.isfinite(J)].abs().max())
-    assert not selection_errors(kept, J, bs, be - bs, m, rtol=1e-4, atol=atol)
+    assert not selection_errors(kept, J, bs, be - bs, m, rtol=1e-3, atol=atol)
     for t in range(T):
         kt = set(kept[t].tolist()) - {-1}
         assert {int(bs[t]), int(be[t]) - 1} <= kt
