@@ -142,8 +142,9 @@ def _token_stage_kernel(
     else:
         for t in range(pid * QPP, tl.minimum(pid * QPP + QPP, T)):
             # the previous query's row has been read back by every thread before it is overwritten
+            # (pid * 0 + t: a tensor; the interpreter's loop variable is a plain int)
             tl.debug_barrier()
-            _one_query(t, Q, K, K_SCALE, W, KEPT, KS, KE, OUT, srow, M, k,
+            _one_query(pid * 0 + t, Q, K, K_SCALE, W, KEPT, KS, KE, OUT, srow, M, k,
                        stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
                        H, D, HP, DP, BS, SUB, CAP, K_PAD, HAS_SCALE, UPCAST, EARLY_EXIT)
 
