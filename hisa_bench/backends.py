@@ -43,6 +43,10 @@ def _ours():
     def hisa(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
         return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
 
+    def hisa_fused(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
+        return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
+                                    fused_token=True)
+
     def block_sparse(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
         return indexers.block_sparse_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size)
 
@@ -55,6 +59,12 @@ def _ours():
         return indexers.prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
                                      query_chunk=query_chunk, include_pooling=include_pooling)
 
+    def prep_hisa_fused(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
+                        include_pooling=True):
+        # stage 2 as one kernel (kernels/token_stage_fused.py) where m * B fits registers
+        return indexers.prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
+                                     query_chunk=query_chunk, include_pooling=include_pooling, fused_token=True)
+
     def prep_bs(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
                 include_pooling=True):
         return indexers.prepare_block_sparse(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
@@ -63,6 +73,7 @@ def _ours():
     return {
         "flat": Backend("flat", flat, "flat", prep_flat),
         "hisa": Backend("hisa", hisa, "hisa", prep_hisa),
+        "hisa-fused": Backend("hisa-fused", hisa_fused, "hisa", prep_hisa_fused),
         "block-sparse": Backend("block-sparse", block_sparse, "block-sparse", prep_bs),
         "flat-torch": Backend("flat-torch", flat_torch, "flat", None),
     }
@@ -92,7 +103,7 @@ def flat_torch(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, chu
 def load_external(spec: str) -> Backend:
     """'module:function' or 'path/to/file.py:function' -> Backend (name = the spec)."""
     if ":" not in spec:
-        raise HisaBenchError(f"backend {spec!r}: expected one of ours (flat, hisa, block-sparse, flat-torch) "
+        raise HisaBenchError(f"backend {spec!r}: expected one of ours (flat, hisa, hisa-fused, block-sparse, flat-torch) "
                              f"or module:function / file.py:function")
     target, _, attr = spec.rpartition(":")
     try:

@@ -1,0 +1,263 @@
+"""HISA's fused token stage (kernels/token_stage_fused.py): one kernel that scores the kept blocks
+and selects the top-k must select what the torch reference selects (tie-aware) and exactly what the
+two-kernel path (gather scores + block-mapped top-k) selects, on random and structured inputs, odd
+sizes, packed sequences, ties and k larger than the candidates; the pipeline option and the
+`hisa-fused` speed backend use it. GPU tests at the real shape are marked gpu_only."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernels import indexers
+from kernels import token_stage_fused as fused_mod
+from kernels.checks import selection_errors
+from kernels.flat_scores_naive import flat_scores_ref
+from kernels.gather_scores import launch_gather_scores
+from kernels.hisa_naive import hisa_select_ref, kept_blocks_ref
+from kernels.token_stage_fused import launch_token_stage
+from kernels.topk import launch_topk
+from tests.conftest import gpu_only
+from tests.helpers import as_sets, make_inputs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _unfused(q, k, w, kept, ks, ke, B, topk, ksc):
+    """Today's two-kernel stage 2: gathered scores, then the block-mapped row top-k."""
+    T, m = kept.shape
+    cand = launch_gather_scores(q, k, w, kept, ks, ke, B, ksc)
+    full = torch.full((T,), m * B, dtype=torch.int32, device=q.device)
+    return launch_topk(cand, topk, full, None, kept, B), cand
+
+
+def _candidate_scores(q, k, w, ks, ke, ksc, kept, B):
+    """Reference scores in the relative layout of [ks, ke), -inf outside the kept blocks: the scores
+    HISA's stage 2 selects from."""
+    flat = flat_scores_ref(q, k, w, ks, ke, ksc)
+    pos = ks.long()[:, None] + torch.arange(flat.shape[1], device=flat.device)[None]
+    inside = (pos // B)[:, :, None] == kept.long()[:, None, :]
+    return torch.where(inside.any(-1), flat, torch.full_like(flat, float("-inf")))
+
+
+def _check(sel, q, k, w, ks, ke, ksc, kept, B, topk):
+    """Fused selection: every slot written, positions before -1, a right top-k of the candidates."""
+    assert not (sel == -7).any(), "unwritten output slots"
+    n = (sel >= 0).sum(1)
+    for t in range(sel.shape[0]):
+        assert (sel[t, : n[t]] >= 0).all() and (sel[t, n[t]:] == -1).all(), t
+    cand = _candidate_scores(q, k, w, ks, ke, ksc, kept, B)
+    problems = selection_errors(sel, cand, ks, ke - ks, topk)
+    assert not problems, problems
+    ref = hisa_select_ref(q, k, w, ks, ke, ksc, topk=topk, block_size=B, blocks=kept.shape[1], kept=kept)
+    assert [len(s) for s in as_sets(sel)] == [len(s) for s in as_sets(ref)]
+
+
+CASES = [  # T, H, D, N, B, m, k, dtype, structured
+    (6, 4, 32, 203, 16, 4, 24, torch.bfloat16, None),      # L not a multiple of B
+    (5, 3, 48, 150, 16, 3, 40, "fp8", "sink"),             # k close to the candidates
+    (5, 8, 64, 170, 32, 2, 50, "fp8", "clusters"),         # duplicated keys: ties
+    (4, 5, 32, 97, 16, 5, 90, torch.bfloat16, "clusters"),  # k > candidates on every row
+]
+
+
+@pytest.mark.parametrize("T,H,D,N,B,m,k,dtype,structured", CASES)
+def test_fused_equals_reference_and_unfused(T, H, D, N, B, m, k, dtype, structured, device):
+    ks = torch.zeros(T, dtype=torch.int32)
+    ks[1] = 21                                             # packed, unaligned starts
+    ks[-1] = 5
+    ke = torch.linspace(max(40, N // 4), N, T).round().to(torch.int32)
+    ke[0] = 30                                             # fewer visible blocks than m: kept = -1 slots
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, N, dtype, device, ks=ks, ke=ke, structured=structured)
+    kept = kept_blocks_ref(q, k_, w, ks, ke, ksc, B, m).to(device)
+    assert (kept == -1).any()                              # the case is not vacuous
+    out = torch.full((T, k), -7, dtype=torch.int32, device=device)
+    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out)
+    _check(out, q, k_, w, ks, ke, ksc, kept, B, k)
+    ref, _ = _unfused(q, k_, w, kept, ks, ke, B, k, ksc)
+    assert as_sets(out) == as_sets(ref)                    # same scores, same tie rule: the same sets
+
+
+@pytest.mark.parametrize("variant", [dict(EARLY_EXIT=True), dict(QPP=2), dict(QPP=3, EARLY_EXIT=True),
+                                     dict(SUB=16)])
+@pytest.mark.parametrize("dtype", ["fp8", torch.bfloat16])
+def test_variants_select_the_same(variant, dtype, device):
+    """The early-exit bisection, several queries per program (a scratch row reused; T not a multiple
+    of QPP) and sub-block tiles give the default's selection exactly."""
+    T, H, D, N, B, m, k = 7, 4, 32, 520, 32, 4, 60
+    ks = torch.tensor([0, 0, 17, 0, 33, 0, 0], dtype=torch.int32)
+    ke = torch.tensor([520, 90, 400, 262, 500, 198, 510], dtype=torch.int32)
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, N, dtype, device, ks=ks, ke=ke, structured="clusters")
+    kept = kept_blocks_ref(q, k_, w, ks, ke, ksc, B, m).to(device)
+    base = launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc)
+    out = torch.full((T, k), -7, dtype=torch.int32, device=device)
+    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out, config=variant)
+    _check(out, q, k_, w, ks, ke, ksc, kept, B, k)
+    assert as_sets(out) == as_sets(base)
+
+
+@pytest.mark.parametrize("early_exit", [False, True])
+@pytest.mark.parametrize("kind", ["equal_keys", "relu_zeros", "two_values"])
+def test_ties_go_to_the_lowest_slot(kind, early_exit, device):
+    """Masses of equal scores at the k-th place: exactly the unfused path's set (lowest candidate
+    slots win), tie-aware right against the reference, nothing unwritten."""
+    T, H, D, N, B, m, k = 4, 4, 32, 160, 16, 4, 20
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, N, torch.float32, device)
+    if kind == "equal_keys":             # every key alike: every candidate scores the same
+        k_ = k_[:1].repeat(N, 1).contiguous()
+    elif kind == "relu_zeros":           # most scores are exactly 0 (ReLU), a few positive
+        q, w, k_ = q.abs(), w.abs(), -k_.abs()
+        k_[::13] = -k_[::13]
+    else:                                # two distinct keys, interleaved
+        k_ = torch.where((torch.arange(N, device=device) % 3 == 0)[:, None], k_[:1], k_[1:2]).contiguous()
+    kept = kept_blocks_ref(q, k_, w, ks, ke, ksc, B, m).to(device)
+    out = torch.full((T, k), -7, dtype=torch.int32, device=device)
+    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out, config=dict(EARLY_EXIT=early_exit))
+    _check(out, q, k_, w, ks, ke, ksc, kept, B, k)
+    ref, cand = _unfused(q, k_, w, kept, ks, ke, B, k, ksc)
+    assert as_sets(out) == as_sets(ref)
+    # the case is a tie case: the k-th candidate score is shared beyond the selection
+    kth = cand.sort(1, descending=True).values[:, k - 1]
+    assert any(kth[t] > float("-inf") and int((cand[t] == kth[t]).sum()) > 1 for t in range(T)), \
+        "no tie at the k-th place"
+
+
+def test_wide_rows_are_refused():
+    q, k_, w, ks, ke, ksc = make_inputs(1, 2, 16, 64, torch.float32, "cpu")
+    kept = torch.zeros((1, fused_mod.MAX_ROW // 16 + 1), dtype=torch.int32)
+    with pytest.raises(ValueError, match="exceed"):
+        launch_token_stage(q, k_, w, kept, ks, ke, 16, 8, ksc)
+
+
+PIPE_CASES = [  # T, H, D, N, B, m, k, dtype, structured, ks
+    (6, 4, 32, 300, 16, 3, 24, torch.bfloat16, None, [0, 0, 0, 50, 120, 7]),
+    (5, 3, 48, 260, 16, 4, 40, "fp8", "sink", [0, 9, 0, 0, 37]),
+    (5, 8, 64, 270, 32, 2, 50, "fp8", "clusters", None),
+]
+
+
+@pytest.mark.parametrize("T,H,D,N,B,m,k,dtype,structured,ks", PIPE_CASES)
+def test_pipeline_option_equals_unfused(T, H, D, N, B, m, k, dtype, structured, ks, device):
+    ks = None if ks is None else torch.tensor(ks, dtype=torch.int32)
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, N, dtype, device, ks=ks, structured=structured)
+    plain = indexers.prepare_hisa(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m)
+    fused = indexers.prepare_hisa(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m, fused_token=True,
+                                  query_chunk=3)
+    assert list(fused.stages)[-1] == "token_fused" and "token_scores" not in fused.stages
+    assert "token_fused" not in plain.stages and fused.state["fused_token"]
+    assert fused.flops == indexers.prepare_hisa(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m,
+                                                query_chunk=3).flops
+    assert fused.bytes < plain.bytes                       # no candidate scores through memory
+    fused.out.fill_(-7)
+    sel = fused.run()
+    base = plain.run()
+    assert as_sets(sel) == as_sets(base)
+    kept = fused.state["kept"]
+    hisa_rows = [t for t in range(T) if (kept[t] >= 0).any()]
+    _check(sel[hisa_rows], q[hisa_rows], k_, w[hisa_rows], ks[hisa_rows], ke[hisa_rows], ksc,
+           kept[hisa_rows], B, k)
+    # stages run one by one give the same selection as run()
+    fused.out.fill_(-7)
+    for fn in fused.stages.values():
+        fn()
+    assert as_sets(fused.out) == as_sets(sel)
+
+
+def test_pipeline_keeps_two_kernels_for_wide_rows(monkeypatch, device):
+    """Rows of more candidates than the registers hold go to the two-kernel path."""
+    T, H, D, N, B, m, k = 4, 4, 32, 300, 16, 3, 24
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, N, torch.bfloat16, device)
+    monkeypatch.setattr(fused_mod, "MAX_ROW", m * B - 1)
+    prep = indexers.prepare_hisa(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m, fused_token=True)
+    assert "token_fused" not in prep.stages and "token_topk" in prep.stages
+    assert not prep.state["fused_token"]
+    ref = indexers.prepare_hisa(q, k_, w, ks, ke, ksc, topk=k, block_size=B, blocks=m).run()
+    assert as_sets(prep.run()) == as_sets(ref)
+
+
+def test_hisa_fused_backend_in_the_speed_command(tmp_path):
+    from hisa_bench import backends
+
+    b = backends.resolve(["hisa-fused"])[1]
+    assert (b.name, b.method, b.ours) == ("hisa-fused", "hisa", True) and b.prepare is not None
+    args = ["speed", "--device", "cpu", "--lengths", "128", "--queries", "4", "--heads", "2", "--dim", "16",
+            "--topk", "32", "--block-size", "16", "--blocks", "2", "--rep-ms", "0", "--warmup-ms", "0",
+            "--backend", "hisa,hisa-fused", "--format", "json", "--out", str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("TRITON_INTERPRET", None)
+    p = subprocess.run([sys.executable, "-m", "hisa_bench.cli", *args], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = {r["backend"]: r for r in json.loads(p.stdout)["rows"]}
+    r = rows["hisa-fused"]
+    assert r["status"] == "ok" and r["checked"] is True, r
+    assert r["stage_token_fused_ms"] > 0 and r.get("stage_token_topk_ms") is None
+    assert rows["hisa"]["stage_token_topk_ms"] > 0
+
+
+# ---- compiled, at real shapes (the lead's H200) ----
+
+def _real_chunk(L, inputs, heads=64, dim=128, dtype="fp8", queries=1024, B=128):
+    from hisa_bench.workloads import make_workload
+
+    return make_workload("chunk", L, queries=queries, heads=heads, dim=dim, dtype=dtype, device="cuda",
+                         block_size=B, inputs=inputs)
+
+
+def _fused_vs_unfused(wl, topk, B, m, rows):
+    """Both pipelines on the workload: (fused selection, unfused selection, kept, rows whose sets
+    differ and are wrong under the unfused kernel's own candidate scores)."""
+    args = (wl.q, wl.k, wl.w, wl.ks, wl.ke, wl.k_scale)
+    plain = indexers.prepare_hisa(*args, topk=topk, block_size=B, blocks=m)
+    fused = indexers.prepare_hisa(*args, topk=topk, block_size=B, blocks=m, fused_token=True)
+    fused.out.fill_(-7)
+    a, b = fused.run().clone(), plain.run().clone()
+    torch.cuda.synchronize()
+    assert not (a == -7).any()
+    assert torch.equal(fused.state["kept"], plain.state["kept"])
+    kept = plain.state["kept"]
+    cand = launch_gather_scores(wl.q[rows], wl.k, wl.w[rows], kept[rows], wl.ks[rows], wl.ke[rows], B, wl.k_scale)
+    # candidate scores back in the relative layout of [ks, ke), for the tie-aware check
+    bad = []
+    for i, t in enumerate(rows):
+        if set(a[t].tolist()) == set(b[t].tolist()):
+            continue
+        pos = (kept[t].long()[:, None] * B + torch.arange(B, device="cuda")).flatten()
+        rel = torch.full((int(wl.ke[t] - wl.ks[t]),), float("-inf"), device="cuda")
+        ok = (pos >= wl.ks[t]) & (pos < wl.ke[t]) & (kept[t].long().repeat_interleave(B) >= 0)
+        rel[(pos[ok] - wl.ks[t]).long()] = cand[i][ok]
+        if selection_errors(a[t:t + 1], rel[None], wl.ks[t:t + 1], (wl.ke - wl.ks)[t:t + 1], topk):
+            bad.append(t)
+    return a, b, bad
+
+
+@gpu_only
+@pytest.mark.parametrize("inputs", ["random", "structured"])
+def test_gpu_real_shape_fused_equals_unfused(inputs):
+    """1024 queries at the tail of 32K keys, H 64, D 128 fp8, top-2048 of m = 64 blocks of 128:
+    the fused and two-kernel token stages select the same sets (a row may differ only where both
+    are right under the candidate scores: last-bit score differences at a near-tie)."""
+    wl = _real_chunk(32768, inputs)
+    rows = list(range(0, 1024, 37)) + [1023]
+    a, b, bad = _fused_vs_unfused(wl, 2048, 128, 64, rows)
+    same = sum(as_sets(a[t:t + 1]) == as_sets(b[t:t + 1]) for t in rows)
+    assert not bad, bad
+    assert same >= len(rows) - 2, f"{len(rows) - same} of {len(rows)} rows differ"
+    assert (a >= 0).sum(1).min() == 2048                   # 8192 candidates > k on every row
+
+
+@gpu_only
+@pytest.mark.parametrize("dtype", ["fp8", "bf16"])
+@pytest.mark.parametrize("D", [16, 64, 128, 256])
+@pytest.mark.parametrize("H", [1, 4, 64, 128])
+def test_gpu_every_head_count_and_dim(H, D, dtype):
+    """The configs the launcher picks compile and select right for every (H, D) corner: 64 queries
+    at the tail of 16K keys, m = 64 blocks of 128 (8192 candidates per row, the register-row
+    size), top-2048, against the two-kernel path, tie-aware."""
+    wl = _real_chunk(16384, "random", heads=H, dim=D, dtype=dtype, queries=64)
+    rows = list(range(64))
+    a, b, bad = _fused_vs_unfused(wl, 2048, 128, 64, rows)
+    assert not bad, bad
