@@ -261,3 +261,42 @@ def test_gpu_every_head_count_and_dim(H, D, dtype):
     rows = list(range(64))
     a, b, bad = _fused_vs_unfused(wl, 2048, 128, 64, rows)
     assert not bad, bad
+
+
+# ---- the GPU benchmark script, as a smoke run through the interpreter ----
+
+BENCH_TINY = ["--device", "cpu", "--lengths", "300", "--inputs", "random", "--queries", "3", "--heads", "2",
+              "--dim", "16", "--k", "32", "--block-size", "16", "--blocks", "4", "--variants", "fused"]
+
+
+def test_bench_script_checks_then_times(tmp_path, capsys):
+    from kernels import token_stage_bench
+
+    assert token_stage_bench.main(BENCH_TINY + ["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1].split()[-1] == "ok"          # the table comes last
+    saved = json.loads((tmp_path / "token_stage_bench.json").read_text())
+    (r,) = saved["results"]
+    c = r["checks"]["fused"]
+    assert c["ok"] and c["rows"] == 3 and c["unwritten"] == 0 and c["scores_bitwise_equal"]
+    assert {"gather scores", "token topk", "unfused", "fused", "chunk unfused", "chunk fused"} <= set(r["ms"])
+    assert saved["env"]["git_commit"] and saved["env"]["device"] == "cpu-interpreter"
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bench_script_catches_a_wrong_fused_selection(tmp_path, monkeypatch, capsys):
+    from kernels import token_stage_bench
+
+    original = fused_mod.launch_token_stage
+
+    def wrong(*args, **kw):
+        out = original(*args, **kw)
+        out[:, 0] = out[:, 1]            # a duplicate in place of a selected key
+        return out
+
+    monkeypatch.setattr(fused_mod, "launch_token_stage", wrong)
+    assert token_stage_bench.main(BENCH_TINY + ["--out", str(tmp_path)]) == 1
+    c = json.loads((tmp_path / "token_stage_bench.json").read_text())["results"][0]["checks"]["fused"]
+    assert not c["ok"] and c["rows_wrong"] == 3
+    assert capsys.readouterr().out.rstrip().endswith("FAILED")
+    assert token_stage_bench.main(BENCH_TINY + ["--variants", "fastest"]) == 2
