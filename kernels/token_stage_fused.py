@@ -20,8 +20,9 @@ the lowest candidate slot (kept order, as the unfused path). What this saves: th
 overlap another's selection (integer/ALU work).
 
 EARLY_EXIT (a variant, exact): the bisection stops at the first threshold that exactly r keys reach
-(no tie can be involved then: the r-th and (r+1)-th key differ); on random scores that is about 10
-of the 32 steps earlier. The threshold it returns selects the same set as the full bisection.
+(no tie can be involved then: the r-th and (r+1)-th key differ), which on random scores should come
+several steps before the 32nd (not yet measured); when k >= the valid candidates there is no
+bisection at all. It selects the same set as the full one.
 
 Rows must fit registers: m*B <= MAX_ROW (8192 fp32 over 8 warps = 32 registers per thread). Wider
 rows take the unfused path (kernels/indexers.py routes them).
@@ -41,17 +42,18 @@ MAX_ROW = 8192          # candidates per query held in registers (m * B)
 
 
 @triton.jit
-def _kth_early_exit(ck, ok, r):
-    """(thr, keys above thr) such that the keys >= thr with the lowest-slot ties at thr are the r
-    best of ck[ok] (1 <= r <= count(ok)): the register bisection of topk._kth_in_registers, stopped
-    as soon as a candidate threshold is reached by exactly r keys (then every key >= it is taken and
-    none equals the one below)."""
+def _kth_early_exit(ck, ok, r, n_ok):
+    """(thr, exact) such that the r best of ck[ok] (1 <= r <= n_ok = count(ok)) are the keys above
+    thr plus the lowest-slot ties at thr: the register bisection of topk._kth_in_registers, stopped
+    as soon as a candidate threshold is reached by exactly r keys. exact = 1 then (every key >= thr
+    is taken and the next key below differs), and also when r = n_ok (every valid key is taken, as
+    when k exceeds the candidates: no bisection at all)."""
     lo = tl.min(tl.where(ok, ck, FULL), axis=0)
     hi = tl.max(tl.where(ok, ck, 0), axis=0)
     nb = _bit_length(hi - lo).to(tl.int32)
     t = lo
     i = nb * 0
-    done = nb * 0
+    done = (n_ok == r).to(tl.int32)
     while (i < nb) & (done == 0):
         cand = t + (tl.full([], 1, tl.uint32) << (nb - 1 - i).to(tl.uint32))
         c = tl.sum((ok & (ck >= cand)).to(tl.int32), axis=0)
@@ -59,13 +61,16 @@ def _kth_early_exit(ck, ok, r):
         t = tl.where(step, cand, t)
         done = (step & (c == r)).to(tl.int32)
         i += 1
-    return t, tl.sum((ok & (ck > t)).to(tl.int32), axis=0)
+    return t, done
 
 
 @triton.jit
-def _write_early_exit(ck, ci, ok, need, orow, row, KEPT, stride_kept, BS: tl.constexpr):
-    """topk._write_from_registers with the early-exit threshold (the same tie rule)."""
-    thr, n_gt = _kth_early_exit(ck, ok, need)
+def _write_early_exit(ck, ci, ok, need, n_ok, orow, row, KEPT, stride_kept, BS: tl.constexpr):
+    """topk._write_from_registers with the early-exit threshold (the same tie rule). (Skipping the
+    tie-breaking scan when the threshold is exact, behind a branch, made ptxas take 148-199
+    registers per thread instead of 123: one program per SM instead of two; not kept.)"""
+    thr, exact = _kth_early_exit(ck, ok, need, n_ok)
+    n_gt = tl.sum((ok & (ck > thr)).to(tl.int32), axis=0)
     eq = ok & (ck == thr)
     take = (ok & (ck > thr)) | (eq & (tl.cumsum(eq.to(tl.int32), axis=0) <= need - n_gt))
     pos = tl.cumsum(take.to(tl.int32), axis=0) - 1
@@ -114,11 +119,12 @@ def _one_query(t, Q, K, K_SCALE, W, KEPT, KS, KE, OUT, srow, M, k,
     ci = tl.arange(0, CAP)
     ck = _to_key(tl.load(srow + ci, mask=ci < M * BS, other=float("-inf")))
     ok = ck != 0
-    kk = tl.minimum(k, tl.sum(ok.to(tl.int32), axis=0))
+    n_ok = tl.sum(ok.to(tl.int32), axis=0)
+    kk = tl.minimum(k, n_ok)
     orow = OUT + t.to(tl.int64) * stride_ot
     if kk > 0:
         if EARLY_EXIT:
-            _write_early_exit(ck, ci, ok, kk, orow, t, KEPT, stride_kept, BS)
+            _write_early_exit(ck, ci, ok, kk, n_ok, orow, t, KEPT, stride_kept, BS)
         else:
             _write_from_registers(ck, ci, ok, kk, 0, orow, t, 0, KEPT, stride_kept, True, BS)
     o = tl.arange(0, K_PAD)

@@ -64,8 +64,9 @@ CASES = [  # T, H, D, N, B, m, k, dtype, structured
 ]
 
 
+@pytest.mark.parametrize("early_exit", [False, True])
 @pytest.mark.parametrize("T,H,D,N,B,m,k,dtype,structured", CASES)
-def test_fused_equals_reference_and_unfused(T, H, D, N, B, m, k, dtype, structured, device):
+def test_fused_equals_reference_and_unfused(T, H, D, N, B, m, k, dtype, structured, early_exit, device):
     ks = torch.zeros(T, dtype=torch.int32)
     ks[1] = 21                                             # packed, unaligned starts
     ks[-1] = 5
@@ -75,7 +76,7 @@ def test_fused_equals_reference_and_unfused(T, H, D, N, B, m, k, dtype, structur
     kept = kept_blocks_ref(q, k_, w, ks, ke, ksc, B, m).to(device)
     assert (kept == -1).any()                              # the case is not vacuous
     out = torch.full((T, k), -7, dtype=torch.int32, device=device)
-    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out)
+    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out, config=dict(EARLY_EXIT=early_exit))
     _check(out, q, k_, w, ks, ke, ksc, kept, B, k)
     ref, _ = _unfused(q, k_, w, kept, ks, ke, B, k, ksc)
     assert as_sets(out) == as_sets(ref)                    # same scores, same tie rule: the same sets
