@@ -115,19 +115,19 @@ def cases():
 
 
 def _token_fused_cases():
-    """HISA's fused token stage with the launcher's configs: the tuned shape (both bisections), the
-    largest and the smallest (H, D); 8192 candidates per row (m = 64, B = 128)."""
+    """HISA's fused token stage with the launcher's configs: the tuned shape (each way of selecting),
+    the largest and the smallest (H, D); 8192 candidates per row (m = 64, B = 128)."""
     from kernels import token_stage_fused
     from kernels._runtime import next_pow2, padded_dim
 
-    for dtype, H, D, early in (("fp8", 64, 128, False), ("fp8", 64, 128, True), ("bf16", 128, 256, False),
-                               ("fp8", 1, 16, False)):
+    for dtype, H, D, select in (("fp8", 64, 128, {}), ("fp8", 64, 128, dict(EARLY_EXIT=True)),
+                                ("fp8", 64, 128, dict(STEP_BITS=2)), ("bf16", 128, 256, {}), ("fp8", 1, 16, {})):
         t, es = DTYPES[dtype]
         hp, dp = max(16, next_pow2(H)), padded_dim(D, es)
         cfg = token_stage_fused.token_stage_config(1024, 64, 128, hp, dp, es)
-        cfg["EARLY_EXIT"] = early
+        cfg.update(select)
         nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-        yield (f"token_fused {dtype} H{H} D{D}" + (" early-exit" if early else ""),
+        yield (f"token_fused {dtype} H{H} D{D}" + "".join(f" {key}={v}" for key, v in select.items()),
                token_stage_fused._token_stage_kernel, dict(
                    Q=f"*{t}", K=f"*{t}", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32",
                    OUT="*i32", SCRATCH="*fp32", T="i32", M="i32", k="i32", stride_qt="i32", stride_qh="i32",

@@ -35,6 +35,7 @@ import triton.testing
 VARIANTS = {
     "fused": None,
     "fused early-exit": dict(EARLY_EXIT=True),
+    "fused 2-bit steps": dict(STEP_BITS=2),
     "fused 4 warps": dict(num_warps=4),
     "fused 2 queries/program": dict(QPP=2),
     "fused 2 stages": dict(num_stages=2),

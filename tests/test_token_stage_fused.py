@@ -64,9 +64,12 @@ CASES = [  # T, H, D, N, B, m, k, dtype, structured
 ]
 
 
-@pytest.mark.parametrize("early_exit", [False, True])
+SELECTS = {"bisection": {}, "early-exit": dict(EARLY_EXIT=True), "two-bit": dict(STEP_BITS=2)}
+
+
+@pytest.mark.parametrize("select", list(SELECTS))
 @pytest.mark.parametrize("T,H,D,N,B,m,k,dtype,structured", CASES)
-def test_fused_equals_reference_and_unfused(T, H, D, N, B, m, k, dtype, structured, early_exit, device):
+def test_fused_equals_reference_and_unfused(T, H, D, N, B, m, k, dtype, structured, select, device):
     ks = torch.zeros(T, dtype=torch.int32)
     ks[1] = 21                                             # packed, unaligned starts
     ks[-1] = 5
@@ -76,14 +79,14 @@ def test_fused_equals_reference_and_unfused(T, H, D, N, B, m, k, dtype, structur
     kept = kept_blocks_ref(q, k_, w, ks, ke, ksc, B, m).to(device)
     assert (kept == -1).any()                              # the case is not vacuous
     out = torch.full((T, k), -7, dtype=torch.int32, device=device)
-    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out, config=dict(EARLY_EXIT=early_exit))
+    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out, config=dict(SELECTS[select]))
     _check(out, q, k_, w, ks, ke, ksc, kept, B, k)
     ref, _ = _unfused(q, k_, w, kept, ks, ke, B, k, ksc)
     assert as_sets(out) == as_sets(ref)                    # same scores, same tie rule: the same sets
 
 
-@pytest.mark.parametrize("variant", [dict(EARLY_EXIT=True), dict(QPP=2), dict(QPP=3, EARLY_EXIT=True),
-                                     dict(SUB=16)])
+@pytest.mark.parametrize("variant", [dict(EARLY_EXIT=True), dict(STEP_BITS=2), dict(QPP=2),
+                                     dict(QPP=3, EARLY_EXIT=True), dict(SUB=16)])
 @pytest.mark.parametrize("dtype", ["fp8", torch.bfloat16])
 def test_variants_select_the_same(variant, dtype, device):
     """The early-exit bisection, several queries per program (a scratch row reused; T not a multiple
@@ -100,9 +103,9 @@ def test_variants_select_the_same(variant, dtype, device):
     assert as_sets(out) == as_sets(base)
 
 
-@pytest.mark.parametrize("early_exit", [False, True])
+@pytest.mark.parametrize("select", list(SELECTS))
 @pytest.mark.parametrize("kind", ["equal_keys", "relu_zeros", "two_values"])
-def test_ties_go_to_the_lowest_slot(kind, early_exit, device):
+def test_ties_go_to_the_lowest_slot(kind, select, device):
     """Masses of equal scores at the k-th place: exactly the unfused path's set (lowest candidate
     slots win), tie-aware right against the reference, nothing unwritten."""
     T, H, D, N, B, m, k = 4, 4, 32, 160, 16, 4, 20
@@ -116,7 +119,7 @@ def test_ties_go_to_the_lowest_slot(kind, early_exit, device):
         k_ = torch.where((torch.arange(N, device=device) % 3 == 0)[:, None], k_[:1], k_[1:2]).contiguous()
     kept = kept_blocks_ref(q, k_, w, ks, ke, ksc, B, m).to(device)
     out = torch.full((T, k), -7, dtype=torch.int32, device=device)
-    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out, config=dict(EARLY_EXIT=early_exit))
+    launch_token_stage(q, k_, w, kept, ks, ke, B, k, ksc, out=out, config=dict(SELECTS[select]))
     _check(out, q, k_, w, ks, ke, ksc, kept, B, k)
     ref, cand = _unfused(q, k_, w, kept, ks, ke, B, k, ksc)
     assert as_sets(out) == as_sets(ref)
@@ -124,6 +127,45 @@ def test_ties_go_to_the_lowest_slot(kind, early_exit, device):
     kth = cand.sort(1, descending=True).values[:, k - 1]
     assert any(kth[t] > float("-inf") and int((cand[t] == kth[t]).sum()) > 1 for t in range(T)), \
         "no tie at the k-th place"
+
+
+@pytest.mark.parametrize("select", list(SELECTS))
+@pytest.mark.parametrize("kind", ["random", "ties", "relu_zeros", "huge_range", "sorted", "signed_zeros"])
+def test_any_score_row(kind, select, device):
+    """Two heads with w = (1, -1) and q = (e1, -e1) score a key as relu(x) - relu(-x) = x = k[:, 0]:
+    any score row can be planted, so the selection is tried on the row kinds of the top-k tests
+    (huge ranges use every key bit; -0.0 and +0.0 are one score) against the reference top-k over
+    the candidate slots, mapped through the kept blocks."""
+    from kernels.topk_naive import topk_ref
+
+    T, D, B, m, k = 3, 16, 16, 4, 20
+    N = 6 * B
+    x = {"random": lambda: torch.randn(T, N), "ties": lambda: torch.randint(0, 4, (T, N)).float(),
+         "relu_zeros": lambda: torch.randn(T, N).clamp_min(0),
+         "huge_range": lambda: torch.randn(T, N) * torch.logspace(-30, 30, N),
+         "sorted": lambda: torch.arange(N, dtype=torch.float32).repeat(T, 1),
+         "signed_zeros": lambda: torch.where(torch.rand(T, N) < 0.5, -0.0, 0.0) + (torch.rand(T, N) < 0.02)}[kind]()
+    kept = torch.stack([torch.randperm(6)[:m] for _ in range(T)]).to(torch.int32)
+    sel = torch.empty((T, k), dtype=torch.int32)
+    for t in range(T):       # one query at a time: each has its own planted row
+        q = torch.zeros(1, 2, D)
+        q[0, 0, 0], q[0, 1, 0] = 1.0, -1.0
+        keys = torch.zeros(N, D)
+        keys[:, 0] = x[t]
+        w = torch.tensor([[1.0, -1.0]])
+        ks, ke = torch.zeros(1, dtype=torch.int32), torch.full((1,), N, dtype=torch.int32)
+        args = [a.to(device) for a in (q, keys, w, kept[t:t + 1].contiguous(), ks, ke)]
+        out = torch.full((1, k), -7, dtype=torch.int32, device=device)
+        launch_token_stage(*args, B, k, None, out=out, config=dict(SELECTS[select]))
+        ref, cand = _unfused(*args[:3], args[3], args[4], args[5], B, k, None)
+        assert as_sets(out) == as_sets(ref)
+        if device == "cpu":       # (the GPU multiplies float32 in tf32: the scores are x rounded)
+            slots = (kept[t].long()[:, None] * B + torch.arange(B)).flatten()
+            assert torch.equal(cand[0], x[t][slots])
+            rel = topk_ref(cand, k, torch.full((1,), m * B))
+            assert as_sets(out) == [set(int(slots[j]) for j in rel[0].tolist() if j >= 0)]
+        sel[t] = out[0].cpu()
+    assert not (sel == -7).any()
 
 
 def test_wide_rows_are_refused():
