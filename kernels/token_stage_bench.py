@@ -37,6 +37,10 @@ VARIANTS = {
     "fused early-exit": dict(EARLY_EXIT=True),
     "fused 2-bit steps": dict(STEP_BITS=2),
     "fused 4 warps": dict(num_warps=4),
+    # Triton 3.6's ptxas gives the default 167 registers per thread (one 8-warp program per SM, so
+    # no program's MMAs overlap another's selection); capped at 128 (a few bytes spill): two
+    "fused maxnreg 128": dict(maxnreg=128),
+    "fused 2-bit maxnreg 128": dict(STEP_BITS=2, maxnreg=128),
     "fused 2 queries/program": dict(QPP=2),
     "fused 2 stages": dict(num_stages=2),
 }

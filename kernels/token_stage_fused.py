@@ -212,7 +212,11 @@ def token_stage_config(T: int, m: int, bs: int, hp: int = 64, dp: int = 128, esi
     short-row top-k measured 8 warps best at 8K-wide rows); the score tiles then fit the gather
     kernel's rule (_fit: SUB rows of a block per tile and num_stages so the [SUB, HP] accumulator
     and the query plus the stages' key tiles fit registers and shared memory for every H <= 128,
-    D <= 256)."""
+    D <= 256).
+    Registers per thread at the tuned shape (ptxas for sm_90): 123 with Triton 3.9 (two programs
+    per SM), 167 with Triton 3.6 (one); config maxnreg=128 caps them (Triton 3.6: 4 B spilled) so
+    that two programs share an SM, one's MMAs beside the other's selection. Which wins is for the
+    H200 to say (kernels/token_stage_bench.py times both); the default is left uncapped."""
     cap = max(16, next_pow2(m * bs))
     if INTERPRETED:
         return dict(CAP=cap, QPP=1, SUB=bs, num_warps=4, num_stages=1, EARLY_EXIT=False, STEP_BITS=1)
