@@ -182,9 +182,6 @@ def run_point(L, inputs, a, log):
         ms["chunk fused best"] = bench(fused_best.run, a.rep, dev)
     rec["ms"] = {n: dict(median=v[0], p20=v[1], p80=v[2]) for n, v in ms.items()}
     rec["seconds"] = time.time() - t0
-    del wl, plain, fused, cand
-    if dev == "cuda":
-        torch.cuda.empty_cache()
     return rec
 
 
@@ -251,6 +248,8 @@ def main(argv=None):
     for L in (int(x) for x in a.lengths.split(",")):
         for inputs in a.inputs.split(","):
             rec = run_point(L, inputs, a, lambda s: print(s, file=sys.stderr, flush=True))
+            if a.device == "cuda":       # (the point's tensors are gone with its frame)
+                torch.cuda.empty_cache()
             results.append(rec)
             print(json.dumps(rec), flush=True)
     env = stamp(command="python -m kernels.token_stage_bench " + " ".join(sys.argv[1:] if argv is None else argv),

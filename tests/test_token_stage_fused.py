@@ -20,7 +20,7 @@ from kernels.gather_scores import launch_gather_scores
 from kernels.hisa_naive import hisa_select_ref, kept_blocks_ref
 from kernels.token_stage_fused import launch_token_stage
 from kernels.topk import launch_topk
-from tests.conftest import gpu_only
+from tests.conftest import DEVICE, gpu_only
 from tests.helpers import as_sets, make_inputs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,10 +243,15 @@ def test_hisa_fused_backend_in_the_speed_command(tmp_path):
 
 # ---- compiled, at real shapes (the lead's H200) ----
 
+def _sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
 def _real_chunk(L, inputs, heads=64, dim=128, dtype="fp8", queries=1024, B=128):
     from hisa_bench.workloads import make_workload
 
-    return make_workload("chunk", L, queries=queries, heads=heads, dim=dim, dtype=dtype, device="cuda",
+    return make_workload("chunk", L, queries=queries, heads=heads, dim=dim, dtype=dtype, device=DEVICE,
                          block_size=B, inputs=inputs)
 
 
@@ -258,23 +263,41 @@ def _fused_vs_unfused(wl, topk, B, m, rows):
     fused = indexers.prepare_hisa(*args, topk=topk, block_size=B, blocks=m, fused_token=True)
     fused.out.fill_(-7)
     a, b = fused.run().clone(), plain.run().clone()
-    torch.cuda.synchronize()
+    _sync()
     assert not (a == -7).any()
     assert torch.equal(fused.state["kept"], plain.state["kept"])
     kept = plain.state["kept"]
     cand = launch_gather_scores(wl.q[rows], wl.k, wl.w[rows], kept[rows], wl.ks[rows], wl.ke[rows], B, wl.k_scale)
-    # candidate scores back in the relative layout of [ks, ke), for the tie-aware check
-    bad = []
-    for i, t in enumerate(rows):
-        if set(a[t].tolist()) == set(b[t].tolist()):
-            continue
-        pos = (kept[t].long()[:, None] * B + torch.arange(B, device="cuda")).flatten()
-        rel = torch.full((int(wl.ke[t] - wl.ks[t]),), float("-inf"), device="cuda")
-        ok = (pos >= wl.ks[t]) & (pos < wl.ke[t]) & (kept[t].long().repeat_interleave(B) >= 0)
-        rel[(pos[ok] - wl.ks[t]).long()] = cand[i][ok]
-        if selection_errors(a[t:t + 1], rel[None], wl.ks[t:t + 1], (wl.ke - wl.ks)[t:t + 1], topk):
-            bad.append(t)
+    bad = [t for i, t in enumerate(rows) if set(a[t].tolist()) != set(b[t].tolist())
+           and _wrong_under_gathered(a, cand[i], kept, wl.ks, wl.ke, t, B, topk)]
     return a, b, bad
+
+
+def _wrong_under_gathered(sel, cand_row, kept, ks, ke, t, B, topk):
+    """Whether row t of sel is not a right top-k under the gathered candidate scores of query t
+    (put back in the relative layout of [ks, ke) for the tie-aware check)."""
+    pos = (kept[t].long()[:, None] * B + torch.arange(B, device=kept.device)).flatten()
+    rel = torch.full((int(ke[t] - ks[t]),), float("-inf"), device=kept.device)
+    ok = (pos >= ks[t]) & (pos < ke[t]) & (kept[t].long().repeat_interleave(B) >= 0)
+    rel[(pos[ok] - ks[t]).long()] = cand_row[ok]
+    return bool(selection_errors(sel[t:t + 1], rel[None], ks[t:t + 1], (ke - ks)[t:t + 1], topk))
+
+
+def test_gpu_test_helpers_can_fail(device):
+    """The GPU tests' comparison on a tiny chunk here: fused and two-kernel pipelines agree, and a
+    corrupted fused row is caught by the tie-aware check against the gathered scores."""
+    wl = _real_chunk(600, "structured", heads=2, dim=16, queries=4, B=16)
+    rows = [0, 2, 3]
+    a, b, bad = _fused_vs_unfused(wl, 32, 16, 4, rows)
+    assert not bad and as_sets(a) == as_sets(b)
+    prep = indexers.prepare_hisa(wl.q, wl.k, wl.w, wl.ks, wl.ke, wl.k_scale, topk=32, block_size=16, blocks=4)
+    prep.run()
+    kept = prep.state["kept"]
+    cand = launch_gather_scores(wl.q, wl.k, wl.w, kept, wl.ks, wl.ke, 16, wl.k_scale)
+    assert not _wrong_under_gathered(a, cand[2], kept, wl.ks, wl.ke, 2, 16, 32)
+    worst = int(torch.argmin(torch.where(cand[2] > float("-inf"), cand[2], float("inf"))))
+    a[2, 0] = kept[2, worst // 16] * 16 + worst % 16          # the worst candidate in place of a chosen one
+    assert _wrong_under_gathered(a, cand[2], kept, wl.ks, wl.ke, 2, 16, 32)
 
 
 @gpu_only
@@ -299,11 +322,19 @@ def test_gpu_real_shape_fused_equals_unfused(inputs):
 def test_gpu_every_head_count_and_dim(H, D, dtype):
     """The configs the launcher picks compile and select right for every (H, D) corner: 64 queries
     at the tail of 16K keys, m = 64 blocks of 128 (8192 candidates per row, the register-row
-    size), top-2048, against the two-kernel path, tie-aware."""
+    size), top-2048, kept blocks from the torch reference, output poisoned; the same sets as the
+    two-kernel path, a differing row only where it is still right under the gathered scores."""
     wl = _real_chunk(16384, "random", heads=H, dim=D, dtype=dtype, queries=64)
-    rows = list(range(64))
-    a, b, bad = _fused_vs_unfused(wl, 2048, 128, 64, rows)
-    assert not bad, bad
+    B, m, k = 128, 64, 2048
+    kept = kept_blocks_ref(wl.q, wl.k, wl.w, wl.ks, wl.ke, wl.k_scale, B, m).to(torch.int32).contiguous()
+    out = torch.full((64, k), -7, dtype=torch.int32, device=DEVICE)
+    launch_token_stage(wl.q, wl.k, wl.w, kept, wl.ks, wl.ke, B, k, wl.k_scale, out=out)
+    ref, cand = _unfused(wl.q, wl.k, wl.w, kept, wl.ks, wl.ke, B, k, wl.k_scale)
+    _sync()
+    assert not (out == -7).any()
+    differ = [t for t in range(64) if set(out[t].tolist()) != set(ref[t].tolist())]
+    assert len(differ) <= 2, differ
+    assert not [t for t in differ if _wrong_under_gathered(out, cand[t], kept, wl.ks, wl.ke, t, B, k)]
 
 
 # ---- the GPU benchmark script, as a smoke run through the interpreter ----
