@@ -7,8 +7,9 @@ QPP queries, one after the other):
   1. scores: for each kept block, one [B, D] key tile against the query's [H, D] tile (which stays
      on chip), ReLU, weighted head sum -- the very helper the gather kernel uses (_score_rows), so
      the math and the -inf of invisible keys and of kept = -1 slots are the same;
-  2. the m*B scores go to this program's own scratch row (32 KB at m = 64, B = 128: it stays in
-     L2, it is never read by another program);
+  2. the m*B scores go to this program's own scratch row (32 KB at m = 64, B = 128, written and
+     read back by the same program within microseconds, so it should not leave L2; no other
+     program reads it);
   3. after a barrier, the row is loaded back into registers once and the k-th key is found by the
      register bisection of topk.py's short rows (its helpers are imported, not copied); the output
      is written through the block map: candidate slot j -> kept[t, j // B] * B + j % B.
@@ -16,8 +17,10 @@ QPP queries, one after the other):
 So the semantics are exactly gather_scores + launch_topk(block_map=kept): absolute positions, -1 in
 unused slots (k larger than the visible candidates), -inf never selected, ties at the k-th score to
 the lowest candidate slot (kept order, as the unfused path). What this saves: the second launch, the
-[M, m*B] round trip through HBM, and, since several programs share an SM, one program's score MMAs
-overlap another's selection (integer/ALU work).
+[M, m*B] round trip through HBM, and, where two programs share an SM, one program's score MMAs
+overlap the other's selection (integer/ALU work); whether they share one depends on the registers
+ptxas gives the kernel (token_stage_config says what is known). None of this is measured yet:
+kernels/token_stage_bench.py is the measurement.
 
 EARLY_EXIT (a variant, exact): the bisection stops at the first threshold that exactly r keys reach
 (no tie can be involved then: the r-th and (r+1)-th key differ), which on random scores should come
