@@ -185,6 +185,19 @@ def run_point(L, inputs, a, log):
     return rec
 
 
+def _variant_table(results, names):
+    """Median ms of every fused variant per point (columns v0, v1, ... named in the legend)."""
+    lines = ["fused variants, median ms: " + "; ".join(f"v{i} = {n}" for i, n in enumerate(names)),
+             f"{'L':>7} {'inputs':<10} " + " ".join(f"{'v' + str(i):>7}" for i in range(len(names)))]
+    for r in results:
+        cells = []
+        for n in names:
+            c = r["checks"].get(n, {})
+            cells.append(f"{r['ms'][n]['median']:>7.3f}" if n in r["ms"] else f"{'err' if 'error' in c else 'wrong':>7}")
+        lines.append(f"{r['length']:>7} {r['inputs']:<10} " + " ".join(cells))
+    return "\n".join(lines)
+
+
 def _table(results):
     lines = [f"{'L':>7} {'inputs':<10} {'gather':>7} {'topk':>7} {'unfused':>8} {'fused':>7} {'best':>7} "
              f"{'best variant':<24} {'chunk':>7} {'chunk-f':>8} {'chunk-fb':>8} check"]
@@ -264,6 +277,7 @@ def main(argv=None):
                        seconds=time.time() - start), f, indent=1)
     os.replace(tmp, path)
     print(f"wrote {path} ({time.time() - start:.0f} s)", file=sys.stderr)
+    print(_variant_table(results, a.variants))
     print("ms (median): gather + topk = unfused token stage; fused = one kernel; chunk = whole HISA chunk "
           "(unfused / fused default / fused best variant)")
     print(_table(results))
