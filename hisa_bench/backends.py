@@ -50,6 +50,10 @@ def _ours():
         return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
                                     stage1="raw")
 
+    def hisa_fused(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
+        return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
+                                    fused_token=True)
+
     def block_sparse(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
         return indexers.block_sparse_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size)
 
@@ -67,6 +71,12 @@ def _ours():
         return indexers.prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
                                      query_chunk=query_chunk, include_pooling=include_pooling, stage1="raw")
 
+    def prep_hisa_fused(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
+                        include_pooling=True):
+        # stage 2 as one kernel (kernels/token_stage_fused.py) where m * B fits registers
+        return indexers.prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
+                                     query_chunk=query_chunk, include_pooling=include_pooling, fused_token=True)
+
     def prep_bs(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
                 include_pooling=True):
         return indexers.prepare_block_sparse(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size,
@@ -77,6 +87,7 @@ def _ours():
         "hisa": Backend("hisa", hisa, "hisa", prep_hisa),
         # HISA under the raw stage-1 rule (block scores without the ReLU: the same kernels, the same cost)
         "hisa-raw": Backend("hisa-raw", hisa_raw, "hisa", prep_hisa_raw, stage1="raw"),
+        "hisa-fused": Backend("hisa-fused", hisa_fused, "hisa", prep_hisa_fused),
         "block-sparse": Backend("block-sparse", block_sparse, "block-sparse", prep_bs),
         "flat-torch": Backend("flat-torch", flat_torch, "flat", None),
     }
@@ -106,7 +117,7 @@ def flat_torch(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, chu
 def load_external(spec: str) -> Backend:
     """'module:function' or 'path/to/file.py:function' -> Backend (name = the spec)."""
     if ":" not in spec:
-        raise HisaBenchError(f"backend {spec!r}: expected one of ours (flat, hisa, hisa-raw, block-sparse, flat-torch) "
+        raise HisaBenchError(f"backend {spec!r}: expected one of ours (flat, hisa, hisa-raw, hisa-fused, block-sparse, flat-torch) "
                              f"or module:function / file.py:function")
     target, _, attr = spec.rpartition(":")
     try:

@@ -112,11 +112,34 @@ def cases():
         K="*fp8e4nv", K_SCALE="*fp32", OUT="*fp8e4nv", OUT_SCALE="*fp32", BLOCK_IDS="*i32", N="i32",
         stride_kn="i32", stride_on="i32", FIRST_BLOCK="i32"), dict(D=128, DP=128, BS=128, ROWS=128, HAS_SCALE=True,
                                                                  QUANT=True, HAS_IDS=False), 8, 3
+    yield from _token_fused_cases()
     yield "gather scores fp8", gather_scores._gather_scores_kernel, dict(
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
         stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BS=128, BLOCKS_PER_PROG=64, HAS_SCALE=True,
                                UPCAST=False, SUB=128), 4, 3
+
+
+def _token_fused_cases():
+    """HISA's fused token stage with the launcher's configs: the tuned shape (each way of selecting),
+    the largest and the smallest (H, D); 8192 candidates per row (m = 64, B = 128)."""
+    from kernels import token_stage_fused
+    from kernels._runtime import next_pow2, padded_dim
+
+    for dtype, H, D, select in (("fp8", 64, 128, {}), ("fp8", 64, 128, dict(EARLY_EXIT=True)),
+                                ("fp8", 64, 128, dict(STEP_BITS=2)), ("bf16", 128, 256, {}), ("fp8", 1, 16, {})):
+        t, es = DTYPES[dtype]
+        hp, dp = max(16, next_pow2(H)), padded_dim(D, es)
+        cfg = token_stage_fused.token_stage_config(1024, 64, 128, hp, dp, es)
+        cfg.update(select)
+        nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
+        yield (f"token_fused {dtype} H{H} D{D}" + "".join(f" {key}={v}" for key, v in select.items()),
+               token_stage_fused._token_stage_kernel, dict(
+                   Q=f"*{t}", K=f"*{t}", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32",
+                   OUT="*i32", SCRATCH="*fp32", T="i32", M="i32", k="i32", stride_qt="i32", stride_qh="i32",
+                   stride_kn="i32", stride_wt="i32", stride_kept="i32", stride_ot="i32", stride_sc="i32"),
+               dict(H=H, D=D, HP=hp, DP=dp, BS=128, K_PAD=2048, HAS_SCALE=dtype == "fp8", UPCAST=False, **cfg),
+               nw, ns)
 
 
 GRID_H = (1, 4, 16, 32, 64, 128)

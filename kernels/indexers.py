@@ -7,6 +7,7 @@ matrix: one chunk's scores are all that exist at a time.
 
     flat:          scores -> topk
     hisa:          pool -> block_scores -> block_topk -> token_scores -> token_topk
+                   (fused_token=True: pool -> block_scores -> block_topk -> token_fused)
     block-sparse:  pool -> block_scores -> block_topk -> expand
 
 Prepared.stages holds each stage as a callable over all chunks, in pipeline order, for per-stage
@@ -27,6 +28,8 @@ from .flat_scores import launch_scores, scores_plan
 from .gather_scores import launch_gather_scores
 from .hisa_naive import STAGE1_RULES, check_stage1_rule, pool_keys_ref
 from .pooling import pool_mean
+from .token_stage_fused import fits as fused_token_fits
+from .token_stage_fused import launch_token_stage, token_stage_scratch
 from .topk import launch_topk, scratch_for
 
 FP8 = torch.float8_e4m3fn
@@ -230,11 +233,17 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
 
 
 def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",
-                 query_chunk=None, include_pooling=True, score_config=None, stage1="relu"):
+                 query_chunk=None, include_pooling=True, score_config=None, stage1="relu", fused_token=False,
+                 fused_config=None):
+    """fused_token: stage 2 as one kernel (kernels/token_stage_fused.py, stage "token_fused")
+    instead of token_scores + token_topk; same selection. Only where a query's m * B candidates
+    fit registers (<= token_stage_fused.MAX_ROW): wider rows keep the two-kernel path, whose top-k
+    streams rows of any width."""
     check_stage1_rule(stage1)      # before anything is allocated, trivial inputs included
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     B, m = block_size, blocks
+    fused = fused_token and fused_token_fits(m, B)
     all_chunks = _chunks(T, query_chunk)
     chunks, trivial = hisa_routes(ks, ke, B, m, all_chunks)
     out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
@@ -249,9 +258,12 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
     kept = torch.full((T, m), -1, dtype=torch.int32, device=q.device)   # stays -1 for trivial chunks
     pool, block_build, info = _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling,
                                             include_pooling, kept, score_config, stage1)
-    cand = torch.empty((max(rows, 1), m * B), dtype=torch.float32, device=q.device)
-    scratch = scratch_for(rows, m * B, topk, q.device)
-    full = torch.full((T,), m * B, dtype=torch.int32, device=q.device)
+    if fused:
+        fscratch = token_stage_scratch(rows, m, B, q.device, fused_config)
+    else:
+        cand = torch.empty((max(rows, 1), m * B), dtype=torch.float32, device=q.device)
+        scratch = scratch_for(rows, m * B, topk, q.device)
+        full = torch.full((T,), m * B, dtype=torch.int32, device=q.device)
 
     def token_scores(cs):
         def stage():
@@ -260,11 +272,21 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
                                      out=cand[: t1 - t0])
         return stage
 
+    def token_fused(cs):
+        def stage():
+            for t0, t1 in cs:
+                launch_token_stage(q[t0:t1], k, w[t0:t1], kept[t0:t1], ks[t0:t1], ke[t0:t1], B, topk, k_scale,
+                                   out=out[t0:t1], scratch=fscratch,
+                                   config=None if fused_config is None else dict(fused_config))
+        return stage
+
     def build(cs):
+        if fused:
+            return block_build(cs) + [token_fused(cs)]
         return block_build(cs) + [token_scores(cs),
                                   _topk_stage(cand, topk, full, None, out, cs, scratch, kept, B)]
 
-    names = ("block_scores", "block_topk", "token_scores", "token_topk")
+    names = ("block_scores", "block_topk") + (("token_fused",) if fused else ("token_scores", "token_topk"))
     stages = dict(zip(names, build(chunks)))
     if pool is not None:
         stages = {"pool": pool, **stages}
@@ -276,10 +298,11 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
     cand_n = sum(b - a for a, b in chunks) * m * B
     flops = hisa_flops(ks, ke, H, D, B, m, chunks, trivial)
     nbytes = (q.numel() * _esize(q) + w.numel() * 4 + info["block_bytes"] + (info["pool_bytes"] if pool else 0)
-              + cand_n * (D * _esize(k) + (4 if k_scale is not None else 0) + 8) + T * topk * 4
+              # (the fused stage's scores never leave the chip's L2: no 4 B write + 4 B read each)
+              + cand_n * (D * _esize(k) + (4 if k_scale is not None else 0) + (0 if fused else 8)) + T * topk * 4
               + sum(p.bytes for _, p in flat_parts))
     return Prepared(run=_returning(_interleave(per_chunk), out), stages=stages, flops=flops, bytes=nbytes,
-                    out=out, state=dict(kept=kept, trivial=trivial, **info))
+                    out=out, state=dict(kept=kept, trivial=trivial, fused_token=fused, **info))
 
 
 def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",
@@ -338,9 +361,9 @@ def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096):
 
 
 def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",
-                query_chunk=4096, stage1="relu"):
+                query_chunk=4096, stage1="relu", fused_token=False):
     return prepare_hisa(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks,
-                        pooling=pooling, query_chunk=query_chunk, stage1=stage1).run()
+                        pooling=pooling, query_chunk=query_chunk, stage1=stage1, fused_token=fused_token).run()
 
 
 def block_sparse_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",

@@ -57,6 +57,7 @@ def register(app: typer.Typer):
         dtype: str = typer.Option("fp8", help="fp8 (e4m3 with a scale per key), bf16 or fp16."),
         backend: str = typer.Option("flat,hisa,block-sparse", help="Backends: flat (the baseline, always run), hisa, "
                                     "hisa-raw (HISA, blocks ranked without the ReLU), "
+                                    "hisa-fused (HISA with its token stage in one kernel), "
                                     "block-sparse, flat-torch, or your own as module:function or file.py:function "
                                     "taking (q, k, w, ks, ke, k_scale, *, topk, block_size, blocks) and returning "
                                     "int32 [T, topk] positions (docs: hisa_bench/backends.py)."),

@@ -16,7 +16,8 @@ from ..workloads import InputSource, make_workload
 from . import accuracy
 from .timing import TimingSettings, time_call
 
-STAGES = ("pool", "block_scores", "block_topk", "token_scores", "token_topk", "scores", "topk", "expand")
+STAGES = ("pool", "block_scores", "block_topk", "token_scores", "token_topk", "token_fused", "scores", "topk",
+          "expand")
 
 
 @dataclass
