@@ -513,7 +513,7 @@ def test_decode_time_includes_the_pooled_key_update(monkeypatch, tmp_path):
     monkeypatch.setattr(speed_measure, "time_call", one_call)
     args = [a if a != "cpu" else kernel_device() for a in TINY]
     code, out, err = run_cli(["speed", *args, "--mode", "decode", "--batch", "2", "--backend", "flat,hisa",
-                              "--no-stages", "--format", "json", "--out", str(tmp_path)])
+                              "--inputs", "random", "--no-stages", "--format", "json", "--out", str(tmp_path)])
     assert code == 0, err
     flat, hisa = json.loads(out)["rows"]
     assert hisa["status"] == "ok" and hisa["pool_update_ms"] == 1.0
