@@ -21,7 +21,7 @@ from kernels.hisa_naive import hisa_select_ref, kept_blocks_ref
 from kernels.token_stage_fused import launch_token_stage
 from kernels.topk import launch_topk
 from tests.conftest import DEVICE, gpu_only
-from tests.helpers import as_sets, make_inputs
+from tests.helpers import as_sets, kernel_device, make_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -339,7 +339,9 @@ def test_gpu_every_head_count_and_dim(H, D, dtype):
 
 # ---- the GPU benchmark script, as a smoke run through the interpreter ----
 
-BENCH_TINY = ["--device", "cpu", "--lengths", "300", "--inputs", "random", "--queries", "3", "--heads", "2",
+# the kernels' own device: a GPU test process compiled them, so it cannot interpret them (and a
+# fresh process would lose the monkeypatch of the wrong-selection test)
+BENCH_TINY = ["--device", kernel_device(), "--lengths", "300", "--inputs", "random", "--queries", "3", "--heads", "2",
               "--dim", "16", "--k", "32", "--block-size", "16", "--blocks", "4", "--variants", "fused"]
 
 
@@ -354,7 +356,8 @@ def test_bench_script_checks_then_times(tmp_path, capsys):
     c = r["checks"]["fused"]
     assert c["ok"] and c["rows"] == 3 and c["unwritten"] == 0 and c["scores_bitwise_equal"]
     assert {"gather scores", "token topk", "unfused", "fused", "chunk unfused", "chunk fused"} <= set(r["ms"])
-    assert saved["env"]["git_commit"] and saved["env"]["device"] == "cpu-interpreter"
+    assert saved["env"]["git_commit"]
+    assert saved["env"]["device"] == ("cpu-interpreter" if kernel_device() == "cpu" else "cuda")
     assert not list(tmp_path.glob("*.tmp"))
 
 
