@@ -111,6 +111,21 @@ def test_report_inserts_quality_pages_before_the_environment(runs, tmp_path):
     assert (tmp_path / "out" / "figures" / "quality_stage1.png").is_file()
 
 
+def test_a_new_report_replaces_old_quality_figures(runs, tmp_path):
+    """The old figures folder's files are carried over only when this report does not draw a page
+    of that name: an old quality PNG must never replace the one drawn now (it did)."""
+    iou_dir = runs / "iou-20261130-120000-stage1"
+    q = sorted(p for p in runs.iterdir() if p.name.startswith("quality-"))
+    figs = tmp_path / "out" / "figures"
+    figs.mkdir(parents=True)
+    for name in ("quality_ppl_k.png", "quality_stage1.png", "notes.txt"):
+        (figs / name).write_bytes(b"stale")
+    build_report([iou_dir] + q, out_dir=tmp_path / "out")
+    assert (figs / "quality_ppl_k.png").read_bytes()[:4] == b"\x89PNG"
+    assert (figs / "quality_stage1.png").read_bytes()[:4] == b"\x89PNG"
+    assert (figs / "notes.txt").read_bytes() == b"stale"          # a file of the user's stays
+
+
 def test_no_quality_runs_adds_nothing(tmp_path):
     with report_style():
         assert quality_pages(tmp_path) == ([], [])

@@ -28,7 +28,7 @@ PDF_METADATA = {
 PNG_METADATA = {"Software": "hisa-bench report"}
 # PNGs of earlier reports that this report may replace (see write_pages: stale ones are removed).
 PAGE_NAME = re.compile(r"^(summary|environment|latency|speedup|stages|throughput|iou_layers|iou_position|grid"
-                       r"|needle|inputs|topk)(-\d+)?\.png$")
+                       r"|needle|inputs|topk|quality_ppl_k|quality_layers|quality_stage1)(-\d+)?\.png$")
 
 
 def render_pdf(figures) -> bytes:
@@ -99,7 +99,8 @@ def write_pages(pages, out_dir, on_page=None) -> tuple[Path, list[Path]]:
         os.chmod(staging / "report.pdf", mode)
         if fig_dir.is_dir():
             for old in sorted(fig_dir.iterdir()):
-                if old.is_file() and not PAGE_NAME.match(old.name):
+                # a page drawn now is never replaced by its old copy, whatever its name
+                if old.is_file() and not PAGE_NAME.match(old.name) and old.name not in names:
                     shutil.copy2(old, new_figs / old.name)
         elif fig_dir.exists():
             raise HisaBenchError(f"cannot write the report: {fig_dir} is a file, expected a folder")
