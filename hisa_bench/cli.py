@@ -4,6 +4,7 @@ on stderr and a non-zero exit code."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -131,5 +132,25 @@ def main(argv=None):
     raise SystemExit(rv if isinstance(rv, int) else 0)   # as click's standalone mode does
 
 
+def script():
+    """The console entry point (`hisa-bench`, `python -m hisa_bench`): main(), and after Ctrl-C an
+    immediate exit with 130 once the output is flushed. Measured: with a normal exit, about one real
+    SIGINT in six (tests/test_newcomer.py) ended the process by the signal (status -2) after it had
+    printed its one line, somewhere in the interpreter's shutdown (not pinned down); with this exit,
+    24 of 24 ended with 130. Every context manager (the run folder's clean-up included) has finished
+    by the time main() raises."""
+    try:
+        main()
+    except SystemExit as e:
+        if e.code == INTERRUPTED:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(INTERRUPTED)
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    script()
