@@ -139,10 +139,12 @@ def load_external(spec: str) -> Backend:
     method = getattr(fn, "method", "flat")
     if method not in ("flat", "hisa", "block-sparse"):
         raise HisaBenchError(f"backend {spec!r}: .method must be flat, hisa or block-sparse, got {method!r}")
+    from kernels.hisa_naive import STAGE1_RULES
+
     stage1 = getattr(fn, "stage1", "relu")
-    if stage1 not in ("relu", "raw"):
-        raise HisaBenchError(f"backend {spec!r}: .stage1 must be relu or raw (the rules the accuracy gate "
-                             f"checks), got {stage1!r}")
+    if stage1 not in STAGE1_RULES:
+        raise HisaBenchError(f"backend {spec!r}: .stage1 must be {' or '.join(STAGE1_RULES)} (the rules the "
+                             f"accuracy gate checks), got {stage1!r}")
     return Backend(spec, fn, method, getattr(fn, "prepare", None), ours=False, stage1=stage1)
 
 

@@ -24,6 +24,7 @@ import random
 import torch
 
 from kernels.checks import selection_errors
+from kernels.hisa_naive import check_stage1_rule
 
 SCORE_RTOL = 2e-3     # fp8 products accumulate with ~1e-4 relative error on Hopper tensor cores
 BLOCK_RTOL = 0.05     # pooled keys are re-quantised to fp8: e4m3 keeps 3 mantissa bits
@@ -73,9 +74,7 @@ def expected_count(method: str, lo: int, hi: int, *, topk: int, block_size: int,
 def check(method, sel, wl, rows, *, topk, block_size, blocks, kept=None, stage1="relu"):
     """List of problems for the sampled rows (empty when the selection passes). stage1: the rule
     the kept blocks are checked against (relu or raw)."""
-    if stage1 not in ("relu", "raw"):
-        raise ValueError(f"stage-1 rule {stage1!r}: the gate checks relu or raw")
-    relu_blocks = stage1 == "relu"
+    relu_blocks = check_stage1_rule(stage1)      # ValueError for a rule without a kernel
     kf = wl.k.float() * (wl.k_scale[:, None] if wl.k_scale is not None else 1.0)
     B = block_size
     problems = []
