@@ -85,7 +85,7 @@ def register(app: typer.Typer):
             raise HisaBenchError("--out: expected a folder, got an empty string")
         out = Path(out)
         if not backend.strip(" ,"):
-            raise HisaBenchError("--backend: expected backend names (flat, hisa, hisa-raw, block-sparse, flat-torch or "
+            raise HisaBenchError("--backend: expected backend names (flat, hisa, hisa-raw, hisa-fused, block-sparse, flat-torch or "
                                  "module:function), got an empty string")
         if device not in ("cuda", "cpu"):
             raise HisaBenchError(f"--device must be cuda or cpu, got {device!r}")
