@@ -24,8 +24,8 @@ kernels/token_stage_bench.py is the measurement.
 
 EARLY_EXIT (a variant, exact): the bisection stops at the first threshold that exactly r keys reach
 (no tie can be involved then: the r-th and (r+1)-th key differ), which on random scores should come
-several steps before the 32nd (H200: 0.52 against 0.56 ms for 1024 queries); when k >= the valid candidates there is no
-bisection at all. It selects the same set as the full one.
+several steps before the 32nd (H200: 0.52 against 0.56 ms for 1024 queries); when k >= the valid
+candidates there is no bisection at all. It selects the same set as the full one.
 
 STEP_BITS=2 (a variant, exact, with the early exit): two bits per bisection step, three thresholds
 counted in one reduction, so at most 16 reductions instead of 32.
