@@ -20,7 +20,7 @@ from ._runtime import INTERPRETED, next_pow2, padded_dim
 
 
 @triton.jit
-def _score_rows(q, w, K, K_SCALE, OUT, out_row, n, ok, j, d, d_ok, stride_kn,
+def _score_rows(q, w, K, K_SCALE, out_row, n, ok, j, d, d_ok, stride_kn,
                 HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr):
     """Scores of one tile of keys n (rows of a kept block) into out_row[j]."""
     kt = tl.load(K + n[:, None].to(tl.int64) * stride_kn + d[None, :], mask=ok[:, None] & d_ok[None, :],
@@ -36,14 +36,9 @@ def _score_rows(q, w, K, K_SCALE, OUT, out_row, n, ok, j, d, d_ok, stride_kn,
 
 
 @triton.jit
-def _gather_scores_kernel(
-    Q, K, K_SCALE, W, KEPT, KS, KE, OUT,
-    M, stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
-    H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr,
-    BLOCKS_PER_PROG: tl.constexpr, HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr, SUB: tl.constexpr,
-):
-    t = tl.program_id(0)
-    piece = tl.program_id(1)
+def _query_tile(t, Q, W, KS, KE, stride_qt, stride_qh, stride_wt,
+                H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, UPCAST: tl.constexpr):
+    """Query t's [HP, DP] tile (zeros past H and D), its head weights and its key range [ks, ke)."""
     h = tl.arange(0, HP)
     h_ok = h < H
     d = tl.arange(0, DP)
@@ -53,29 +48,53 @@ def _gather_scores_kernel(
     if UPCAST:
         q = q.to(tl.float32)
     w = tl.load(W + t * stride_wt + h, mask=h_ok, other=0.0)
-    ks = tl.load(KS + t)
-    ke = tl.load(KE + t)
-    out_row = OUT + t.to(tl.int64) * stride_ot
-    i0 = piece * BLOCKS_PER_PROG
+    return q, w, tl.load(KS + t), tl.load(KE + t)
+
+
+@triton.jit
+def _score_kept_blocks(q, w, K, K_SCALE, KEPT, out_row, t, i_begin, i_end, ks, ke, stride_kn, stride_kept,
+                       D: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr, SUB: tl.constexpr,
+                       HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr):
+    """Scores of query t's kept blocks i_begin..i_end-1 into out_row[i * BS + r] (the gather
+    kernel's layout; the fused token stage writes its scratch row the same way)."""
+    d = tl.arange(0, DP)
+    d_ok = d < D
     if SUB == BS:
         # a whole block per tile (the tuned shapes)
         r = tl.arange(0, BS)
-        for i in range(i0, tl.minimum(i0 + BLOCKS_PER_PROG, M)):
+        for i in range(i_begin, i_end):
             b = tl.load(KEPT + t * stride_kept + i)
             n = b * BS + r
             ok = (n >= ks) & (n < ke)  # b = -1 gives n < 0 <= ks
-            _score_rows(q, w, K, K_SCALE, OUT, out_row, n, ok, i * BS + r, d, d_ok, stride_kn, HAS_SCALE, UPCAST)
+            _score_rows(q, w, K, K_SCALE, out_row, n, ok, i * BS + r, d, d_ok, stride_kn,
+                        HAS_SCALE, UPCAST)
     else:
         # large blocks, heads or head dims: SUB rows of a block per tile, to fit shared memory and
         # registers
         r = tl.arange(0, SUB)
-        for i in range(i0, tl.minimum(i0 + BLOCKS_PER_PROG, M)):
+        for i in range(i_begin, i_end):
             b = tl.load(KEPT + t * stride_kept + i)
             for r0 in range(0, BS, SUB):
                 n = b * BS + r0 + r
                 ok = (n >= ks) & (n < ke)
-                _score_rows(q, w, K, K_SCALE, OUT, out_row, n, ok, i * BS + r0 + r, d, d_ok, stride_kn,
+                _score_rows(q, w, K, K_SCALE, out_row, n, ok, i * BS + r0 + r, d, d_ok, stride_kn,
                             HAS_SCALE, UPCAST)
+
+
+@triton.jit
+def _gather_scores_kernel(
+    Q, K, K_SCALE, W, KEPT, KS, KE, OUT,
+    M, stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
+    H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr,
+    BLOCKS_PER_PROG: tl.constexpr, HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr, SUB: tl.constexpr,
+):
+    t = tl.program_id(0)
+    piece = tl.program_id(1)
+    q, w, ks, ke = _query_tile(t, Q, W, KS, KE, stride_qt, stride_qh, stride_wt, H, D, HP, DP, UPCAST)
+    out_row = OUT + t.to(tl.int64) * stride_ot
+    i0 = piece * BLOCKS_PER_PROG
+    _score_kept_blocks(q, w, K, K_SCALE, KEPT, out_row, t, i0, tl.minimum(i0 + BLOCKS_PER_PROG, M), ks, ke,
+                       stride_kn, stride_kept, D, DP, BS, SUB, HAS_SCALE, UPCAST)
 
 
 SMEM_LIMIT = 232448                 # Hopper, per block (see flat_scores.py)

@@ -5,7 +5,7 @@ and kernels/topk.py (short-row register path) reads them back. Here one program 
 QPP queries, one after the other):
 
   1. scores: for each kept block, one [B, D] key tile against the query's [H, D] tile (which stays
-     on chip), ReLU, weighted head sum -- the very helper the gather kernel uses (_score_rows), so
+     on chip), ReLU, weighted head sum -- the very loop the gather kernel uses (_score_kept_blocks), so
      the math and the -inf of invisible keys and of kept = -1 slots are the same;
   2. the m*B scores go to this program's own scratch row (32 KB at m = 64, B = 128, written and
      read back by the same program within microseconds, so it should not leave L2; no other
@@ -41,7 +41,7 @@ import triton
 import triton.language as tl
 
 from ._runtime import INTERPRETED, next_pow2, padded_dim
-from .gather_scores import _fit, _score_rows
+from .gather_scores import _fit, _query_tile, _score_kept_blocks
 from .topk import FULL, _bit_length, _map_index, _to_key, _write_from_registers
 
 MAX_ROW = 8192          # candidates per query held in registers (m * B)
@@ -131,36 +131,11 @@ def _one_query(t, Q, K, K_SCALE, W, KEPT, KS, KE, OUT, srow, M, k,
                H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr,
                SUB: tl.constexpr, CAP: tl.constexpr, K_PAD: tl.constexpr, HAS_SCALE: tl.constexpr,
                UPCAST: tl.constexpr, EARLY_EXIT: tl.constexpr, STEP_BITS: tl.constexpr):
-    h = tl.arange(0, HP)
-    h_ok = h < H
-    d = tl.arange(0, DP)
-    d_ok = d < D
-    q = tl.load(Q + t.to(tl.int64) * stride_qt + h[:, None] * stride_qh + d[None, :],
-                mask=h_ok[:, None] & d_ok[None, :], other=0.0)
-    if UPCAST:
-        q = q.to(tl.float32)
-    w = tl.load(W + t * stride_wt + h, mask=h_ok, other=0.0)
-    ks = tl.load(KS + t)
-    ke = tl.load(KE + t)
-    # 1-2. the kept blocks' scores into this program's scratch row (slot i * B + r), as the gather
-    # kernel writes them
-    r = tl.arange(0, SUB)
-    if SUB == BS:
-        # a whole block per tile (the tuned shapes)
-        for i in range(0, M):
-            b = tl.load(KEPT + t * stride_kept + i)
-            n = b * BS + r
-            ok = (n >= ks) & (n < ke)      # b = -1 gives n < 0 <= ks
-            _score_rows(q, w, K, K_SCALE, srow, srow, n, ok, i * BS + r, d, d_ok, stride_kn, HAS_SCALE, UPCAST)
-    else:
-        # large blocks, heads or head dims: SUB rows of a block per tile (gather_scores._fit)
-        for i in range(0, M):
-            b = tl.load(KEPT + t * stride_kept + i)
-            for r0 in range(0, BS, SUB):
-                n = b * BS + r0 + r
-                ok = (n >= ks) & (n < ke)
-                _score_rows(q, w, K, K_SCALE, srow, srow, n, ok, i * BS + r0 + r, d, d_ok, stride_kn,
-                            HAS_SCALE, UPCAST)
+    q, w, ks, ke = _query_tile(t, Q, W, KS, KE, stride_qt, stride_qh, stride_wt, H, D, HP, DP, UPCAST)
+    # 1-2. the kept blocks' scores into this program's scratch row (slot i * B + r), with the gather
+    # kernel's own loop
+    _score_kept_blocks(q, w, K, K_SCALE, KEPT, srow, t, 0, M, ks, ke, stride_kn, stride_kept,
+                       D, DP, BS, SUB, HAS_SCALE, UPCAST)
     # the row (this program's own stores) is read back by other threads: order them
     tl.debug_barrier()
     # 3. select in registers, write through the block map
