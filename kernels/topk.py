@@ -254,21 +254,48 @@ def _topk_kernel(
     tl.store(orow + o, tl.full([K_PAD], -1, tl.int32), mask=(o >= kk) & (o < k))
 
 
-def topk_config(width: int, k: int):
+# Rows per SM above which a launch is occupancy-bound rather than latency-bound (see topk_config).
+MANY_ROWS_PER_SM = 2
+
+
+def _sm_count(device=None) -> int:
+    try:
+        return torch.cuda.get_device_properties(device or torch.cuda.current_device()).multi_processor_count
+    except Exception:       # no CUDA: only the interpreter, which ignores the launch config
+        return 132
+
+
+def topk_config(width: int, k: int, rows: int | None = None, device=None):
     """CAP: candidates held in registers (and a long row's candidate-list length); TILE: keys per
-    step of a streaming pass."""
+    step of a streaming pass; the launch's warps and register cap depend on the row count too.
+
+    Measured on an H200 (docs/performance.md, "Row top-k launch by row count"), ms:
+      rows  width    8 warps  4 warps+128 regs  2 warps  1 warp
+      1024  1024     0.041    0.026             0.027    0.020
+      1024  8192     0.166    0.119             0.166    0.216
+      1024  131072   2.094    1.164             1.278    1.614
+        64  8192     0.025    0.033             0.077    0.175
+        64  131072   0.273    0.371             0.547    1.115
+    Many rows (a chunk): programs are register-bound at one or two per SM, so small programs with
+    capped registers win. Few rows (decode: fewer programs than SMs): each row's reductions and
+    streaming passes are the critical path, so more warps per row win."""
     if INTERPRETED:
         # whole rows in one step where possible: the interpreter pays per operation, not per element
         return dict(CAP=max(16, min(next_pow2(width), 2048)), TILE=1024, num_warps=4)
     cap = 8192
+    many = rows is None or rows > MANY_ROWS_PER_SM * _sm_count(device)
     if width <= cap:
-        # short rows: registers only; 8 warps beat 16 at 8K-wide rows on an H200 (docs/performance.md)
+        # short rows: registers only
         cap = max(16, next_pow2(width))
-        return dict(CAP=cap, TILE=1024, num_warps=8 if cap >= 1024 else 4)
-    # long rows: the streaming passes are latency-bound, so small programs (2 warps, 1024-key
-    # tiles with the next one in flight) let several rows stream on each SM at once; measured on
-    # an H200 against 4-16 warps and 1024-8192-key tiles (docs/performance.md)
-    return dict(CAP=cap, TILE=1024, num_warps=2)
+        if not many:
+            return dict(CAP=cap, TILE=1024, num_warps=8 if cap >= 1024 else 4)
+        if cap <= 1024:
+            return dict(CAP=cap, TILE=1024, num_warps=1)
+        return dict(CAP=cap, TILE=1024, num_warps=4, maxnreg=128)
+    # long rows: streaming passes with the next 1024-key tile in flight
+    if not many:
+        return dict(CAP=cap, TILE=1024, num_warps=8)
+    return dict(CAP=cap, TILE=1024, num_warps=4, maxnreg=128)
 
 
 def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_size: int = 1,
@@ -276,7 +303,7 @@ def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_si
     """int32 [T, k] selection (see module docstring). No validation: callers pass consistent
     shapes (row_len <= scores.shape[1], int32 row_len/base/block_map)."""
     T, W = scores.shape
-    cfg = topk_config(W, k)
+    cfg = topk_config(W, k, T, scores.device)
     if config:
         cfg.update(config)
     cap = cfg.pop("CAP")
@@ -301,7 +328,7 @@ def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_si
 
 def scratch_for(rows: int, width: int, k: int, device, config=None):
     """The scratch launch_topk needs for rows of this width (allocate once, reuse across calls)."""
-    cfg = topk_config(width, k)
+    cfg = topk_config(width, k, rows, device)
     if config:
         cfg.update(config)
     cap = cfg["CAP"]
