@@ -37,11 +37,18 @@ class Backend:
     stage1: str = "relu"
 
 
+# the names _ours() registers, in its order (messages list them without importing the kernels)
+OUR_NAMES = ("flat", "flat-pruned", "hisa", "hisa-raw", "hisa-fused", "block-sparse", "flat-torch")
+
+
 def _ours():
     from kernels import indexers
 
     def flat(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
         return indexers.flat_select(q, k, w, ks, ke, k_scale, topk=topk)
+
+    def flat_pruned(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
+        return indexers.flat_select(q, k, w, ks, ke, k_scale, topk=topk, prune=True)
 
     def hisa(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64):
         return indexers.hisa_select(q, k, w, ks, ke, k_scale, topk=topk, block_size=block_size, blocks=blocks)
@@ -60,6 +67,10 @@ def _ours():
     def prep_flat(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
                   include_pooling=True):
         return indexers.prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk)
+
+    def prep_flat_pruned(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
+                         include_pooling=True):
+        return indexers.prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk, prune=True)
 
     def prep_hisa(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, query_chunk=None,
                   include_pooling=True):
@@ -84,6 +95,9 @@ def _ours():
 
     return {
         "flat": Backend("flat", flat, "flat", prep_flat),
+        # flat with the pruned top-k: the score kernel also writes group maxima, and the top-k reads
+        # only the groups that can hold a top-k score (the same selection)
+        "flat-pruned": Backend("flat-pruned", flat_pruned, "flat", prep_flat_pruned),
         "hisa": Backend("hisa", hisa, "hisa", prep_hisa),
         # HISA under the raw stage-1 rule (block scores without the ReLU: the same kernels, the same cost)
         "hisa-raw": Backend("hisa-raw", hisa_raw, "hisa", prep_hisa_raw, stage1="raw"),
@@ -117,7 +131,7 @@ def flat_torch(q, k, w, ks, ke, k_scale, *, topk, block_size=128, blocks=64, chu
 def load_external(spec: str) -> Backend:
     """'module:function' or 'path/to/file.py:function' -> Backend (name = the spec)."""
     if ":" not in spec:
-        raise HisaBenchError(f"backend {spec!r}: expected one of ours (flat, hisa, hisa-raw, hisa-fused, block-sparse, flat-torch) "
+        raise HisaBenchError(f"backend {spec!r}: expected one of ours ({', '.join(OUR_NAMES)}) "
                              f"or module:function / file.py:function")
     target, _, attr = spec.rpartition(":")
     try:

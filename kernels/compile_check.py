@@ -29,7 +29,7 @@ from triton.compiler import ASTSource  # noqa: E402
 SMEM_LIMIT = 232448      # bytes of shared memory one block may use on an H100 / H200
 
 
-def _compile(fn, sig: dict, consts: dict, num_warps=4, num_stages=3, cc=90):
+def _compile(fn, sig: dict, consts: dict, num_warps=4, num_stages=3, cc=90, options=None):
     signature = dict(sig)
     for name in consts:
         signature[name] = "constexpr"
@@ -38,8 +38,8 @@ def _compile(fn, sig: dict, consts: dict, num_warps=4, num_stages=3, cc=90):
     # memory. Without these hints the compiler does not pipeline and the figures are too low.
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in sig}
     src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps,
-                                                                        "num_stages": num_stages})
+    return triton.compile(src, target=GPUTarget("cuda", cc, 32),
+                          options={"num_warps": num_warps, "num_stages": num_stages, **(options or {})})
 
 
 def _ptxas(cc=90):
@@ -78,36 +78,41 @@ def cases():
     from kernels import flat_scores, gather_scores, pooling, topk
 
     yield "flat_scores fp8 H64 D128", flat_scores._flat_scores_kernel, dict(
-        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
+        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32", GMAX="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 5
+        stride_wt="i32", stride_ot="i32", stride_gt="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True, GROUP=0), 8, 5
     yield "flat_scores bf16 H3 D48 forced", flat_scores._flat_scores_kernel, dict(
-        Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
+        Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32", GMAX="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32"), dict(H=3, D=48, HP=4, DP=64, BLOCK_Q=64, BLOCK_N=64, HAS_SCALE=False,
-                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 3
+        stride_wt="i32", stride_ot="i32", stride_gt="i32"), dict(H=3, D=48, HP=4, DP=64, BLOCK_Q=64, BLOCK_N=64, HAS_SCALE=False,
+                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=True, GROUP=0), 8, 3
     # HISA's block stage under the raw stage-1 rule: pooled keys, forced ends, no ReLU
     yield "flat_scores fp8 H64 D128 forced raw", flat_scores._flat_scores_kernel, dict(
-        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
+        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32", GMAX="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=False), 8, 5
+        stride_wt="i32", stride_ot="i32", stride_gt="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=False, GROUP=0), 8, 5
     yield "flat_scores fp8 H128 D256 (largest shape)", flat_scores._flat_scores_kernel, dict(
-        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
+        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32", GMAX="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32"), dict(H=128, D=256, HP=128, DP=256, BLOCK_Q=2, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 5
+        stride_wt="i32", stride_ot="i32", stride_gt="i32"), dict(H=128, D=256, HP=128, DP=256, BLOCK_Q=2, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True, GROUP=0), 8, 5
     yield "gather scores bf16 H128 D256", gather_scores._gather_scores_kernel, dict(
         Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
         stride_ot="i32"), dict(H=128, D=256, HP=128, DP=256, BS=256, BLOCKS_PER_PROG=16, HAS_SCALE=False,
                                UPCAST=False, SUB=32), 8, 2
-    for cap, nw, has_map in ((8192, 2, False), (8192, 8, True), (1024, 8, False), (16, 4, False)):
-        yield f"topk CAP{cap} map={has_map}", topk._topk_kernel, dict(
+    # the row top-k with the launch configs topk_config picks: few rows (decode) and many (a chunk),
+    # rows of 1024 (HISA's block top-m at 128K), 8192 (its token top-k) and 131072 (flat at 128K)
+    for width, rows, has_map in ((131072, 64, False), (131072, 1024, False), (8192, 64, True),
+                                 (8192, 1024, True), (1024, 64, False), (1024, 1024, False), (16, 1024, False)):
+        cfg = topk.topk_config(width, 2048, rows)
+        cap, nw = cfg.pop("CAP"), cfg.pop("num_warps")
+        yield f"topk W{width} rows{rows} map={has_map}", topk._topk_kernel, dict(
             S="*fp32", ROW_LEN="*i32", BASE="*i32", MAP="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
             k="i32", stride_s="i32", stride_m="i32", stride_o="i32"), dict(
-            CAP=cap, TILE=1024, K_PAD=2048, HAS_BASE=not has_map, HAS_MAP=has_map, MAP_BS=128), nw, 3
+            CAP=cap, TILE=cfg.pop("TILE"), K_PAD=2048, HAS_BASE=not has_map, HAS_MAP=has_map, MAP_BS=128), nw, 3, cfg
     yield "pool mean fp8", pooling._pool_mean_kernel, dict(
         K="*fp8e4nv", K_SCALE="*fp32", OUT="*fp8e4nv", OUT_SCALE="*fp32", BLOCK_IDS="*i32", N="i32",
         stride_kn="i32", stride_on="i32", FIRST_BLOCK="i32"), dict(D=128, DP=128, BS=128, ROWS=128, HAS_SCALE=True,
@@ -151,8 +156,8 @@ FP32_GRID = dict(heads=(1, 16, 128), dims=(128, 256), dtypes=("fp32",))
 
 def _score_sig(t):
     return dict(Q=f"*{t}", K=f"*{t}", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
-                T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-                stride_wt="i32", stride_ot="i32")
+                GMAX="*fp32", T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32",
+                stride_kn="i32", stride_wt="i32", stride_ot="i32", stride_gt="i32")
 
 
 def _gather_sig(t):
@@ -176,12 +181,15 @@ def grid_cases(heads=GRID_H, dims=GRID_D, dtypes=("fp8", "bf16"), block_sizes=(1
                 hp, dp = next_pow2(H), padded_dim(D, es)
                 chunk = flat_scores._config(hp, fp8, dp, es)
                 decode = dict(chunk, BLOCK_Q=max(1, 16 // hp))
-                for what, cfg in (("chunk", chunk), ("decode", decode)):
+                # flat-pruned's chunk launch: the same kernel writing group maxima too
+                grouped = flat_scores.grouped_config(chunk, fp8, dp, hp)
+                for what, cfg, group in (("chunk", chunk, 0), ("decode", decode, 0), ("grouped", grouped, 16)):
                     cfg = dict(cfg)
                     nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
+                    opts = {"maxnreg": cfg.pop("maxnreg")} if "maxnreg" in cfg else {}
                     yield (f"flat_scores {dtype} H{H} D{D} {what}", flat_scores._flat_scores_kernel, _score_sig(t),
-                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=False, UPCAST=False, RELU=True, **cfg),
-                           nw, ns)
+                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=False, UPCAST=False, RELU=True,
+                                GROUP=group, **cfg), nw, ns, opts)
                 ghp = max(16, hp)
                 for bs in block_sizes:
                     cfg = gather_scores.gather_config(4096, 64, ghp, dp, es, bs)
@@ -202,9 +210,9 @@ def check(case_list, *, spills=True, out=print):
     """Compile each case; fail on a compile error or more shared memory than SMEM_LIMIT. Prints
     one line per kernel: shared memory, registers, spilled bytes. Returns the number of failures."""
     failed = 0
-    for name, fn, sig, consts, nw, ns in case_list:
+    for name, fn, sig, consts, nw, ns, *options in case_list:
         try:
-            k = _compile(fn, sig, consts, nw, ns)
+            k = _compile(fn, sig, consts, nw, ns, options=options[0] if options else None)
         except Exception as e:  # report every kernel, then fail
             failed += 1
             msg = str(e).strip().splitlines()
@@ -212,7 +220,8 @@ def check(case_list, *, spills=True, out=print):
             continue
         shared = k.metadata.shared
         regs, spilled = registers(k) if spills else (None, None)
-        use = f"{shared} B shared memory, warps {nw}, stages {ns}" + (
+        use = f"{shared} B shared memory, warps {nw}, stages {ns}" + "".join(
+            f", {key} {v}" for key, v in (options[0] if options else {}).items()) + (
             f", {regs} registers, {spilled} B spilled" if regs is not None else "")
         tiles = {c: consts[c] for c in ("BLOCK_Q", "BLOCK_N", "SUB", "BLOCKS_PER_PROG") if c in consts}
         if tiles:

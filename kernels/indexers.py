@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from .flat_scores import launch_scores, scores_plan
+from .flat_scores import group_count, launch_scores, scores_plan
 from .gather_scores import launch_gather_scores
 from .hisa_naive import STAGE1_RULES, check_stage1_rule, pool_keys_ref
 from .pooling import pool_mean
@@ -61,11 +61,14 @@ def _esize(t):
     return t.element_size()
 
 
-def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=False, relu=True):
+def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=False, relu=True,
+                  gmax=None, groups=None):
     def stage():
-        for (t0, t1), plan in zip(chunks, plans):
+        for i, ((t0, t1), plan) in enumerate(zip(chunks, plans)):
+            g = groups[i] if groups else 0
             launch_scores(q[t0:t1], keys, w[t0:t1], ks[t0:t1], ke[t0:t1], key_scale,
-                          out=buf[: t1 - t0], plan=plan, force_ends=force_ends, relu=relu)
+                          out=buf[: t1 - t0], plan=plan, force_ends=force_ends, relu=relu,
+                          group_max=gmax[: t1 - t0] if g else None, group_size=g or 16)
     return stage
 
 
@@ -154,13 +157,58 @@ def selection_flops(method: str, ks, ke, H: int, D: int, *, topk: int, block_siz
     raise ValueError(f"unknown method {method!r}")
 
 
+# The pruned top-k bounds a row's k-th score by the k-th largest of its group maxima: the bound is
+# only as good as the groups are many. With W / G = 4k groups, about 2-3k entries of a random row
+# pass it; fewer groups leave too many, more cost the score kernel's epilogue more bytes.
+GROUPS_PER_K = 4
+PRUNE_MIN_GROUP = 2
+
+
+def pruning_group(width: int, k: int, block_n: int, fits=None) -> int:
+    """Group size of the pruned flat top-k for rows up to `width` keys: the largest power of two
+    G <= block_n with width / G >= GROUPS_PER_K * k, doubled while fits(G) says a row would have
+    more groups (unaligned starts included) than the pruned kernel holds; 0 (no pruning) when even
+    G = 2 leaves too few groups or no G <= block_n fits."""
+    g = width // (GROUPS_PER_K * max(k, 1))
+    if g < PRUNE_MIN_GROUP:
+        return 0
+    g = min(1 << (g.bit_length() - 1), block_n)
+    while fits is not None and not fits(g):
+        if g >= block_n:
+            return 0
+        g *= 2
+    return g
+
+
+def _groups_fit(ks, ke, width, k):
+    """G -> whether every row of [ks, ke) spans at most as many groups of G aligned positions as
+    the pruned top-k holds in registers (its GCAP for rows of this width); one host sync per G."""
+    from .topk_pruned import topk_pruned_config
+
+    a, n = ks.long(), (ke - ks).long()
+
+    def fits(g):
+        most = int(((a % g + n + g - 1) // g).max()) if n.numel() else 0
+        return most <= topk_pruned_config(width, k, g)["GCAP"]
+    return fits
+
+
 def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, score_config=None,
-                 topk_cfg=None, out=None):
+                 topk_cfg=None, out=None, prune=False):
+    """prune: the score kernel also writes group maxima, and the top-k reads only the groups that
+    can hold a top-k score (kernels/topk_pruned.py; the same selection). Chunks whose rows are too
+    short for a useful bound (pruning_group == 0) run the plain top-k."""
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     chunks = _chunks(T, query_chunk)
-    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(q))
-             for a, b in chunks]
+    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(q),
+                         group_maxima=prune) for a, b in chunks]
+    groups = [0] * len(plans)
+    if prune:
+        from .topk_pruned import launch_topk_pruned, scratch_for_pruned
+
+        groups = [pruning_group(p["width"], topk, p["cfg"]["BLOCK_N"], _groups_fit(ks[a:b], ke[a:b], p["width"], topk))
+                  for p, (a, b) in zip(plans, chunks)]
     width = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     buf = torch.empty((max(rows, 1), max(width, 1)), dtype=torch.float32, device=q.device)
@@ -168,18 +216,48 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     row_len = (ke - ks).to(torch.int32)
     if out is None:
         out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
+    gmax = None
+    if any(groups):
+        ncols = max(group_count(p["width"], g) for p, g in zip(plans, groups) if g)
+        gmax = torch.empty((max(rows, 1), ncols), dtype=torch.float32, device=q.device)
+        # one scratch per group size (its group-id list is sized by the groups a row can have)
+        pscratch = {g: scratch_for_pruned(rows, width, topk, q.device, group_size=g) for g in set(groups) if g}
+
+    def pruned_topk(cs):
+        def stage():
+            for t0, t1 in cs:
+                g = groups[chunks.index((t0, t1))]
+                if g:
+                    launch_topk_pruned(buf[: t1 - t0], gmax[: t1 - t0], topk, row_len[t0:t1], ks[t0:t1], g,
+                                       out=out[t0:t1], scratch=pscratch[g])
+                else:
+                    launch_topk(buf[: t1 - t0], topk, row_len[t0:t1], ks[t0:t1], out=out[t0:t1],
+                                scratch=scratch, config=topk_cfg)
+        return stage
 
     def build(cs):
-        ps = [plans[chunks.index(c)] for c in cs]
-        return [_scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps),
-                _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg)]
+        idx = [chunks.index(c) for c in cs]
+        ps = [plans[i] for i in idx]
+        scores = _scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps, gmax=gmax, groups=[groups[i] for i in idx])
+        if gmax is not None:
+            return [scores, pruned_topk(cs)]
+        return [scores, _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg)]
 
     stages = dict(zip(("scores", "topk"), build(chunks)))
     pairs = _pairs(ks, ke)
     nbytes = (q.numel() * _esize(q) + k.numel() * _esize(k) + (4 * k.shape[0] if k_scale is not None else 0)
               + w.numel() * 4 + pairs * 8 + T * topk * 4)
+    if gmax is not None:
+        # scores written once; the top-k reads the group maxima (written, then read) and at least
+        # the k groups that reach the bound, instead of every score
+        pruned = [(b - a, g) for (a, b), g in zip(chunks, groups) if g]
+        pruned_pairs = sum(_pairs(ks[a:b], ke[a:b]) for (a, b), g in zip(chunks, groups) if g)
+        nbytes -= pruned_pairs * 4
+        nbytes += sum(_pairs(ks[a:b], ke[a:b]) * 8 // g for (a, b), g in zip(chunks, groups) if g)
+        nbytes += sum(n * topk * g * 4 for n, g in pruned)
     run = _interleave(_per_chunk(build, chunks))
-    return Prepared(run=_returning(run, out), stages=stages, flops=flat_flops(ks, ke, H, D), bytes=nbytes, out=out)
+    return Prepared(run=_returning(run, out), stages=stages, flops=flat_flops(ks, ke, H, D), bytes=nbytes,
+                    out=out, state=dict(groups=groups))
 
 
 def _returning(run, out):
@@ -356,8 +434,8 @@ def prepare_pool_update(k, k_scale, block_size, kbar, kbar_scale, block_ids):
     return run
 
 
-def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096):
-    return prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk).run()
+def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096, prune=False):
+    return prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk, prune=prune).run()
 
 
 def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",

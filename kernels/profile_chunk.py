@@ -3,7 +3,7 @@ Compute's counters (what limits each kernel: FLOPs, bytes, occupancy, stalls).
 
     ncu --clock-control none --profile-from-start off --csv --page details \
         --section SpeedOfLight --section Occupancy --section LaunchStats \
-        python -m kernels.profile_chunk [--length 131072] [--inputs random|structured] [--extra hisa-fused]
+        python -m kernels.profile_chunk [--length 131072] [--inputs random|structured] [--extra hisa-fused,flat-pruned]
 
 The kernels are compiled and run once before the range starts, so the profile holds only the
 launches of one timed call. Not a benchmark: `hisa-bench speed` times; this explains.
@@ -40,7 +40,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--length", type=int, default=131072)
     ap.add_argument("--inputs", default="random", choices=("random", "structured"))
-    ap.add_argument("--extra", default="", help="comma list of further pipelines: hisa-fused (if present)")
+    ap.add_argument("--extra", default="", help="comma list of further pipelines: hisa-fused, flat-pruned")
     args = ap.parse_args()
     q, k, w, ks, ke, k_scale = chunk_inputs(args.length, args.inputs)
     pipes = {
@@ -48,6 +48,8 @@ def main():
         "hisa": indexers.prepare_hisa(q, k, w, ks, ke, k_scale, topk=K, block_size=B, blocks=M_BLOCKS),
     }
     for name in filter(None, args.extra.split(",")):
+        if name == "flat-pruned":
+            pipes[name] = indexers.prepare_flat(q, k, w, ks, ke, k_scale, topk=K, prune=True)
         if name == "hisa-fused":
             pipes[name] = indexers.prepare_hisa(q, k, w, ks, ke, k_scale, topk=K, block_size=B, blocks=M_BLOCKS,
                                                 fused_token=True)

@@ -19,7 +19,7 @@ def test_kernels_compile_for_sm90():
     assert not [line for line in lines if line.startswith("FAIL")]
     # 6 head counts x 5 head dims x 2 dtypes, for the chunk and decode configs and the gather kernel
     for kind in ("flat_scores (fp8|bf16) .* chunk:", "flat_scores (fp8|bf16) .* decode:",
-                 "gather_scores (fp8|bf16) .* B128:"):
+                 "flat_scores (fp8|bf16) .* grouped:", "gather_scores (fp8|bf16) .* B128:"):
         assert sum(bool(re.search(kind, line)) for line in lines) == 60, kind
     assert sum(line.split()[1] == "token_fused" for line in lines) == 5     # HISA's fused token stage
     for line in lines:

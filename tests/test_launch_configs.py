@@ -42,11 +42,20 @@ def test_pruning_group_keeps_four_groups_per_k():
     for w in (16384, 50000, 131072, 1 << 20):
         g = pruning_group(w, 2048, 64)
         assert g & (g - 1) == 0 and (w // g >= 4 * 2048 or g == 64)
+    # doubled while rows would have more groups than the kernel holds; none fits: no pruning
+    assert pruning_group(131072, 2048, 64, fits=lambda g: g >= 32) == 32
+    assert pruning_group(131072, 2048, 64, fits=lambda g: False) == 0
 
 
-def test_group_maxima_launch_caps_registers_only_where_it_fits(compiled):
+def test_group_maxima_launch_caps_registers_only_where_it_fits(compiled, monkeypatch):
+    monkeypatch.setattr(flat_scores, "_CAP_FITS", True)
     cfg = dict(BLOCK_Q=4, BLOCK_N=64, num_warps=8, num_stages=5)
-    assert flat_scores.grouped_config(cfg, True, 128)["maxnreg"] == 128
-    assert "maxnreg" not in flat_scores.grouped_config(cfg, False, 128)     # bf16: not measured
-    assert "maxnreg" not in flat_scores.grouped_config(cfg, True, 256)      # D 256 would spill
+    assert flat_scores.grouped_config(cfg, True, 128, 64) == dict(cfg, maxnreg=128)
+    assert "maxnreg" not in flat_scores.grouped_config(cfg, False, 128, 64)     # bf16: not measured
+    assert "maxnreg" not in flat_scores.grouped_config(cfg, True, 256, 64)      # D 256 would spill
+    assert "maxnreg" not in flat_scores.grouped_config(dict(cfg, BLOCK_Q=8), True, 128, 32)
     assert "maxnreg" not in cfg
+    # 64 queries per program (H <= 4) spill with the group reduction: 32
+    assert flat_scores.grouped_config(dict(cfg, BLOCK_Q=64), True, 128, 4)["BLOCK_Q"] == 32
+    monkeypatch.setattr(flat_scores, "_CAP_FITS", False)                     # Triton 3.9's code spills
+    assert "maxnreg" not in flat_scores.grouped_config(cfg, True, 128, 64)

@@ -55,7 +55,9 @@ def register(app: typer.Typer):
         blocks: Optional[str] = typer.Option(None, help="HISA blocks kept m (m x B >= top-k); comma list for a grid. "
                                              "Default 64 (CPU: 4)."),
         dtype: str = typer.Option("fp8", help="fp8 (e4m3 with a scale per key), bf16 or fp16."),
-        backend: str = typer.Option("flat,hisa,block-sparse", help="Backends: flat (the baseline, always run), hisa, "
+        backend: str = typer.Option("flat,hisa,block-sparse", help="Backends: flat (the baseline, always run), "
+                                    "flat-pruned (flat whose top-k reads only the score groups that can hold a "
+                                    "top-k score), hisa, "
                                     "hisa-raw (HISA, blocks ranked without the ReLU), "
                                     "hisa-fused (HISA with its token stage in one kernel), "
                                     "block-sparse, flat-torch, or your own as module:function or file.py:function "
@@ -85,7 +87,8 @@ def register(app: typer.Typer):
             raise HisaBenchError("--out: expected a folder, got an empty string")
         out = Path(out)
         if not backend.strip(" ,"):
-            raise HisaBenchError("--backend: expected backend names (flat, hisa, hisa-raw, hisa-fused, block-sparse, flat-torch or "
+            from ..backends import OUR_NAMES
+            raise HisaBenchError(f"--backend: expected backend names ({', '.join(OUR_NAMES)} or "
                                  "module:function), got an empty string")
         if device not in ("cuda", "cpu"):
             raise HisaBenchError(f"--device must be cuda or cpu, got {device!r}")

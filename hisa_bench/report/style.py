@@ -33,9 +33,9 @@ RC = {
     "image.interpolation": "nearest",
 }
 
-BACKEND_ORDER = ("flat", "hisa", "hisa-fused", "block-sparse", "flat-torch")
-_BACKEND_COLOURS = {"flat": "#1f77b4", "hisa": "#d62728", "block-sparse": "#2ca02c", "flat-torch": "#7f7f7f"}
-_EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
+BACKEND_ORDER = ("flat", "flat-pruned", "hisa", "hisa-fused", "block-sparse", "flat-torch")
+_BACKEND_COLOURS = {"flat": "#1f77b4", "flat-pruned": "#17becf", "hisa": "#d62728", "block-sparse": "#2ca02c", "flat-torch": "#7f7f7f"}
+_EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#ff7f0e", "#aec7e8")
 STAGE_ORDER = ("pool", "block_scores", "block_topk", "token_scores", "token_topk", "token_fused", "scores", "topk")
 _STAGE_COLOURS = ("#8dd3c7", "#80b1d3", "#bebada", "#fb8072", "#fdb462", "#b3de69", "#fccde5",
                   "#d9d9d9", "#bc80bd", "#ccebc5")
