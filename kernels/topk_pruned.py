@@ -163,8 +163,8 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
     cfg = topk_pruned_config(W, k, G)
     if config:
         cfg.update(config)
-    if INTERPRETED:
-        cfg.pop("maxnreg", None)
+    if INTERPRETED or not cfg.get("maxnreg", 1):
+        cfg.pop("maxnreg", None)          # (maxnreg 0 or None: no register cap)
     cap = cfg.pop("CAP")
     if out is None:
         out = torch.empty((T, k), dtype=torch.int32, device=scores.device)
