@@ -21,15 +21,16 @@ One program per row:
   2. the row's n_groups <= GCAP group maxima are loaded as keys; with fewer than k valid ones (or
      more than GCAP groups) the row takes topk.py's long-row body (narrowing passes) unchanged.
   3. B = the k-th largest group key, by topk.py's bisection in registers.
-  4. one pass over the row's groups in position order, TILE_G groups a step: a [TILE_G, G] load
-     masked by "group max >= B" and 0 <= j < row_len (memory is touched only for passing groups),
-     entries with key >= B appended to the row's candidate list (position order, cumsum
-     compaction) while it has room (CAP).
+  4. the ids of the groups whose maximum is >= B are listed (ascending, cumsum compaction, in a
+     per-row scratch of GCAP), then read TILE_G groups a step: a [TILE_G, G] load masked by
+     0 <= j < row_len, entries with key >= B appended to the row's candidate list (position order,
+     cumsum compaction) while it has room (CAP). Only passing groups are touched.
   5. at most CAP candidates: resolved in registers (topk.py's _write_from_registers, need = k).
      More (crowded rows: masses of equal or clustered scores, e.g. ReLU zeros when fewer than k
      groups hold a positive score): topk.py's long-row body over the whole row.
 Bytes per pruned row: 4 * n_groups (the group maxima) + 4 * G per passing group (about k groups
 for spread-out scores, k / G of the row at G = 16, W = 128K: a quarter of one full pass)
++ 8 per passing group (its id written and read back)
 + 8 per candidate written and read back + 4 per output index. The radix kernel streams the whole
 row 2-4 times. Fallback rows cost what launch_topk costs, plus the group maxima (and, for crowded
 rows, the aborted pass up to where the list overflowed).
@@ -62,17 +63,20 @@ _CROWDED = tl.constexpr(PATH_CROWDED)
 
 
 @triton.jit
-def _list_from_groups(srow, grow, n, a, ng, bound, CAND_K, CAND_I, cand_base,
+def _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
                       G: tl.constexpr, TILE_G: tl.constexpr, CAP: tl.constexpr):
-    """List (position order, at most CAP stored) every entry with key >= bound of the groups whose
-    maximum is >= bound; returns how many there are (counting stops once past CAP)."""
+    """List (position order, at most CAP stored) every entry with key >= bound of the npass
+    passing groups whose ids glist holds (ascending); returns how many there are (counting
+    stops once past CAP)."""
     n_in = n * 0
-    g0 = n * 0
-    while (g0 < ng) & (n_in <= CAP):
-        g = g0 + tl.arange(0, TILE_G)
-        gpass = _to_key(tl.load(grow + g, mask=g < ng, other=float("-inf"))) >= bound   # bound >= 1
-        j = g[:, None] * G - a + tl.arange(0, G)[None, :]
-        m = gpass[:, None] & (j >= 0) & (j < n)
+    p0 = n * 0
+    t = tl.arange(0, TILE_G)
+    gl = tl.load(glist + t, mask=t < npass, other=0)
+    while (p0 < npass) & (n_in <= CAP):
+        # the next tile's group ids are in flight while this tile is read
+        gl_next = tl.load(glist + p0 + TILE_G + t, mask=p0 + TILE_G + t < npass, other=0)
+        j = gl[:, None] * G - a + tl.arange(0, G)[None, :]
+        m = (p0 + t < npass)[:, None] & (j >= 0) & (j < n)
         kx = _to_key(tl.load(srow + j, mask=m, other=float("-inf")))
         inb = (m & (kx >= bound)).to(tl.int32)
         # position order: groups in order, entries in order within a group
@@ -82,13 +86,14 @@ def _list_from_groups(srow, grow, n, a, ng, bound, CAND_K, CAND_I, cand_base,
         tl.store(CAND_K + cand_base + cpos, kx.to(tl.int32, bitcast=True), mask=st)
         tl.store(CAND_I + cand_base + cpos, j, mask=st)
         n_in += tl.sum(in_group, axis=0)
-        g0 += TILE_G
+        gl = gl_next
+        p0 += TILE_G
     return n_in
 
 
 @triton.jit
 def _topk_pruned_kernel(
-    S, GMAX, ROW_LEN, BASE, OUT, CAND_K, CAND_I, PATH,
+    S, GMAX, ROW_LEN, BASE, OUT, CAND_K, CAND_I, GLIST, PATH,
     k, stride_s, stride_g, stride_o,
     G: tl.constexpr, CAP: tl.constexpr, GCAP: tl.constexpr, TILE_G: tl.constexpr, TILE: tl.constexpr,
     K_PAD: tl.constexpr, HAS_BASE: tl.constexpr, HAS_PATH: tl.constexpr,
@@ -119,7 +124,14 @@ def _topk_pruned_kernel(
             path = n * 0 + _FEW_GROUPS
             if tl.sum(gok.to(tl.int32), axis=0) >= k:
                 bound, _ = _kth_in_registers(gk, gok, k)
-                n_in = _list_from_groups(srow, grow, n, a, ng, bound, CAND_K, CAND_I, cand_base, G, TILE_G, CAP)
+                # the passing groups' ids, ascending (bound >= 1: invalid groups never pass)
+                gp = gk >= bound
+                glist = GLIST + row.to(tl.int64) * GCAP
+                tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
+                npass = tl.sum(gp.to(tl.int32), axis=0)
+                tl.debug_barrier()                 # (read back by other threads)
+                n_in = _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
+                                         G, TILE_G, CAP)
                 path = tl.where(n_in <= CAP, _PRUNED, _CROWDED)
         if n_in <= CAP:
             # >= k valid group maxima: >= k valid entries, all k slots are written
@@ -171,11 +183,14 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
     if T == 0:
         return out
     long_rows = W > cap
-    if scratch is None or scratch[0].shape[1] != cap or (long_rows and scratch[0].shape[0] < T):
-        scratch = topk_scratch(T if long_rows else 1, cap, scores.device)
-    cand_k, cand_i = scratch
+    gcap = cfg["GCAP"]
+    rows = T if long_rows else 1
+    if (scratch is None or len(scratch) != 3 or scratch[0].shape[1] != cap or scratch[2].shape[1] != gcap
+            or scratch[0].shape[0] < rows):
+        scratch = pruned_scratch(rows, cap, gcap, scores.device)
+    cand_k, cand_i, glist = scratch
     _topk_pruned_kernel[(T,)](
-        scores, gmax, row_len, base if base is not None else row_len, out, cand_k, cand_i,
+        scores, gmax, row_len, base if base is not None else row_len, out, cand_k, cand_i, glist,
         path_out if path_out is not None else row_len,
         k, scores.stride(0), gmax.stride(0), out.stride(0),
         G=G, CAP=cap, K_PAD=next_pow2(k), HAS_BASE=base is not None, HAS_PATH=path_out is not None, **cfg,
@@ -188,5 +203,10 @@ def scratch_for_pruned(rows: int, width: int, k: int, device, config=None, group
     cfg = topk_pruned_config(width, k, group_size)
     if config:
         cfg.update(config)
-    cap = cfg["CAP"]
-    return topk_scratch(rows if width > cap else 1, cap, device)
+    return pruned_scratch(rows if width > cfg["CAP"] else 1, cfg["CAP"], cfg["GCAP"], device)
+
+
+def pruned_scratch(rows: int, cap: int, gcap: int, device):
+    """Per row: the candidate list (keys, row offsets; CAP each, shared with the fallback's
+    narrowing) and the passing groups' ids (GCAP)."""
+    return topk_scratch(rows, cap, device) + (torch.empty((rows, gcap), dtype=torch.int32, device=device),)
