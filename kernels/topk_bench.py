@@ -74,7 +74,8 @@ def main(argv=None):
     ap.add_argument("--pruned", action="store_true", help="also time kernels/topk_pruned.py (group maxima given)")
     ap.add_argument("--group-size", type=int, default=16, help="positions per group of the pruned kernel")
     ap.add_argument("--pruned-configs", default="",
-                    help="extra pruned configs, e.g. num_warps=8:maxnreg=0;TILE_G=128 (maxnreg=0: no cap)")
+                    help="extra pruned configs, e.g. num_warps=8:maxnreg=0;TILE_G=128;MIN_GROUP_RATIO=1.0 "
+                         "(maxnreg=0: no cap)")
     a = ap.parse_args(argv)
     widths = [int(x) for x in a.widths.split(",")]
     results = []
@@ -87,7 +88,8 @@ def main(argv=None):
     if a.pruned:
         pruned["pruned"] = {}
         for spec in [c for c in a.pruned_configs.split(";") if c]:
-            pruned[f"pruned {spec}"] = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in spec.split(":")}
+            pruned[f"pruned {spec}"] = {kv.split("=")[0]: (float if "." in kv else int)(kv.split("=")[1])
+                                        for kv in spec.split(":")}
     for W in widths:
         k = a.k if W > 1024 else 64       # 1024-wide rows: HISA's block top-m at 128K
         for kind in a.kinds.split(","):

@@ -19,12 +19,14 @@ Scores compare as the order-preserving uint32 keys of kernels/topk.py (-0.0 == +
 One program per row:
   1. row_len <= CAP: the short-row body of kernels/topk.py (registers only).
   2. the row's n_groups <= GCAP group maxima are loaded as keys; with fewer than k valid ones (or
-     more than GCAP groups) the row takes topk.py's long-row body (narrowing passes) unchanged.
+     more than GCAP groups) the row takes topk.py's long-row body (narrowing passes) unchanged. (So
+     do rows with fewer than MIN_GROUP_RATIO * k valid groups, where pruning would rarely pay.)
   3. B = the k-th largest group key, by topk.py's bisection in registers.
   4. the ids of the groups whose maximum is >= B are listed (ascending, cumsum compaction, in a
      per-row scratch of GCAP), then read TILE_G groups a step: a [TILE_G, G] load masked by
      0 <= j < row_len, entries with key >= B appended to the row's candidate list (position order,
      cumsum compaction) while it has room (CAP). Only passing groups are touched.
+     More than CAP passing groups mean more than CAP candidates: no pass at all.
   5. at most CAP candidates: resolved in registers (topk.py's _write_from_registers, need = k).
      More (crowded rows: masses of equal or clustered scores, e.g. ReLU zeros when fewer than k
      groups hold a positive score): topk.py's long-row body over the whole row.
@@ -40,6 +42,8 @@ each path runs, the benchmark to report how many rows were pruned.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -49,7 +53,7 @@ from .topk import _kth_in_registers, _long_row, _pad_unused, _short_row, _to_key
 
 PATH_SHORT = 0          # row_len <= CAP: registers only
 PATH_PRUNED = 1         # group maxima bound, candidates from passing groups only
-PATH_FEW_GROUPS = 2     # fewer than k valid group maxima: full narrowing
+PATH_FEW_GROUPS = 2     # fewer than k (MIN_GROUP_RATIO * k) valid group maxima: full narrowing
 PATH_MANY_GROUPS = 3    # more than GCAP groups: full narrowing
 PATH_CROWDED = 4        # more than CAP candidates at the bound: full narrowing
 PATH_NAMES = {PATH_SHORT: "short", PATH_PRUNED: "pruned", PATH_FEW_GROUPS: "few_groups",
@@ -94,7 +98,7 @@ def _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base
 @triton.jit
 def _topk_pruned_kernel(
     S, GMAX, ROW_LEN, BASE, OUT, CAND_K, CAND_I, GLIST, PATH,
-    k, stride_s, stride_g, stride_o,
+    k, min_groups, stride_s, stride_g, stride_o,
     G: tl.constexpr, CAP: tl.constexpr, GCAP: tl.constexpr, TILE_G: tl.constexpr, TILE: tl.constexpr,
     K_PAD: tl.constexpr, HAS_BASE: tl.constexpr, HAS_PATH: tl.constexpr,
 ):
@@ -122,16 +126,17 @@ def _topk_pruned_kernel(
             gk = _to_key(tl.load(grow + gi, mask=gi < ng, other=float("-inf")))
             gok = gk != 0
             path = n * 0 + _FEW_GROUPS
-            if tl.sum(gok.to(tl.int32), axis=0) >= k:
+            if tl.sum(gok.to(tl.int32), axis=0) >= min_groups:      # (min_groups >= k)
                 bound, _ = _kth_in_registers(gk, gok, k)
                 # the passing groups' ids, ascending (bound >= 1: invalid groups never pass)
                 gp = gk >= bound
-                glist = GLIST + row.to(tl.int64) * GCAP
-                tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
                 npass = tl.sum(gp.to(tl.int32), axis=0)
-                tl.debug_barrier()                 # (read back by other threads)
-                n_in = _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
-                                         G, TILE_G, CAP)
+                if npass <= CAP:                   # (each passing group holds >= 1 candidate)
+                    glist = GLIST + row.to(tl.int64) * GCAP
+                    tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
+                    tl.debug_barrier()             # (the ids are read back by other threads)
+                    n_in = _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
+                                             G, TILE_G, CAP)
                 path = tl.where(n_in <= CAP, _PRUNED, _CROWDED)
         if n_in <= CAP:
             # >= k valid group maxima: >= k valid entries, all k slots are written
@@ -151,15 +156,22 @@ def topk_pruned_config(width: int, k: int, group_size: int = 16):
     TILE_G: groups per step of the candidate pass; TILE: keys per step of the fallback passes."""
     if INTERPRETED:
         # pinned and tiny (the interpreter pays per operation): tests pass their own to reach each path
-        return dict(CAP=max(16, min(next_pow2(width), 256)), GCAP=64, TILE_G=8, TILE=256, num_warps=4)
+        return dict(CAP=max(16, min(next_pow2(width), 256)), GCAP=64, TILE_G=8, TILE=256, MIN_GROUP_RATIO=1.0,
+                    num_warps=4)
     cap = 8192
     if width <= cap:
         # every row is short: exactly kernels/topk.py's choice
         cap = max(16, next_pow2(width))
-        return dict(CAP=cap, GCAP=16, TILE_G=16, TILE=1024, num_warps=8 if cap >= 1024 else 4)
+        return dict(CAP=cap, GCAP=16, TILE_G=16, TILE=1024, MIN_GROUP_RATIO=1.0,
+                    num_warps=8 if cap >= 1024 else 4)
     gcap = max(16, next_pow2(-(-(width + group_size - 1) // group_size)))
-    # first guess, to be tuned on the H200 with kernels/topk_bench.py --pruned
-    return dict(CAP=cap, GCAP=min(gcap, 8192), TILE_G=64, TILE=1024, num_warps=4, maxnreg=128)
+    # MIN_GROUP_RATIO: with fewer than about 1.5 k groups (W = 32K at G = 16, k = 2048) the bound is
+    # near the smallest group maximum and more than CAP candidates pass on random rows (a torch
+    # simulation of make_rows: ~11K candidates at 1.0 k groups, ~3.3K at 1.5 k, ~2.3K at 4 k), so
+    # those rows go straight to the narrowing instead of aborting a candidate pass first.
+    # The rest is a first guess, to be tuned on the H200 with kernels/topk_bench.py --pruned.
+    return dict(CAP=cap, GCAP=min(gcap, 8192), TILE_G=64, TILE=1024, MIN_GROUP_RATIO=1.5, num_warps=4,
+                maxnreg=128)
 
 
 def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int = 16, *, out=None,
@@ -178,6 +190,7 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
     if INTERPRETED or not cfg.get("maxnreg", 1):
         cfg.pop("maxnreg", None)          # (maxnreg 0 or None: no register cap)
     cap = cfg.pop("CAP")
+    min_groups = max(k, math.ceil(cfg.pop("MIN_GROUP_RATIO") * k))
     if out is None:
         out = torch.empty((T, k), dtype=torch.int32, device=scores.device)
     if T == 0:
@@ -192,7 +205,7 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
     _topk_pruned_kernel[(T,)](
         scores, gmax, row_len, base if base is not None else row_len, out, cand_k, cand_i, glist,
         path_out if path_out is not None else row_len,
-        k, scores.stride(0), gmax.stride(0), out.stride(0),
+        k, min_groups, scores.stride(0), gmax.stride(0), out.stride(0),
         G=G, CAP=cap, K_PAD=next_pow2(k), HAS_BASE=base is not None, HAS_PATH=path_out is not None, **cfg,
     )
     return out

@@ -119,6 +119,32 @@ def test_each_path_runs(device):
     _check(out, s, k, row_len, base)
 
 
+def test_group_ratio_and_passing_groups_past_cap(device):
+    """MIN_GROUP_RATIO sends rows with too few groups to the narrowing; more passing groups than
+    CAP (each holds a candidate) go to it without a candidate pass."""
+    if device != "cpu":
+        pytest.skip("the paths are forced with interpreter-sized configs")
+    T, W, k = 3, 300, 20
+    s = torch.randn(T, W)
+    s[2] = 0.5
+    row_len = torch.tensor([300, 160, 300], dtype=torch.int32)     # 38, 20 and 38 groups of 8
+    base = torch.tensor([0, 0, 0], dtype=torch.int32)
+    out, path = _run(s, k, row_len, base, device, dict(PRUNED, MIN_GROUP_RATIO=1.0))
+    assert path == [PATH_PRUNED, PATH_PRUNED, PATH_CROWDED]
+    _check(out, s, k, row_len, base)
+    out, path = _run(s, k, row_len, base, device, dict(PRUNED, MIN_GROUP_RATIO=1.5))   # 30 groups needed
+    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_CROWDED]
+    _check(out, s, k, row_len, base)
+    # 75 groups of 4, CAP 16: all-equal rows pass every group; random rows about k of them
+    s2 = torch.randn(2, W)
+    s2[1] = 0.5
+    rl2 = torch.tensor([300, 300], dtype=torch.int32)
+    b2 = torch.tensor([1, 2], dtype=torch.int32)
+    out, path = _run(s2, 8, rl2, b2, device, dict(CAP=16, GCAP=128, TILE_G=4, TILE=32), group_size=4)
+    assert path[1] == PATH_CROWDED
+    _check(out, s2, 8, rl2, b2)
+
+
 def test_k_larger_than_valid_entries(device):
     # k > valid entries: fewer than k valid groups too, so the narrowing pads with -1
     T, W, k = 3, 300, 48
@@ -252,7 +278,9 @@ def test_pruned_real_shapes(kind, W, T):
     assert not (out == -7).any() and not (path == -7).any()
     assert as_sets(out) == as_sets(topk_ref(s, k, row_len, base))
     assert as_sets(out) == as_sets(launch_topk(s, k, row_len, base))
-    if kind in ("random", "causal", "window"):
+    if kind in ("random", "causal", "window") and W == 131072:
         assert (path == PATH_PRUNED).all(), path.tolist()      # spread-out scores: every row pruned
+    if W == 32768 and kind != "equal":
+        assert (path == PATH_FEW_GROUPS).all(), path.tolist()  # 2048 groups < 1.5 k: not worth pruning
     if kind == "equal":
         assert (path == PATH_CROWDED).all(), path.tolist()
