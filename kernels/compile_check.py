@@ -113,7 +113,8 @@ def cases():
 
     yield "topk_pruned CAP8192 GCAP8192", topk_pruned._topk_pruned_kernel, dict(
         S="*fp32", GMAX="*fp32", ROW_LEN="*i32", BASE="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
-        GLIST="*i32", PATH="*i32", k="i32", min_groups="i32", stride_s="i32", stride_g="i32", stride_o="i32"), dict(
+        GLIST="*i32", PATH="*i32", k="i32", min_groups="i32", stride_s="i32", stride_g="i32",
+        stride_o="i32"), dict(
         G=16, CAP=8192, GCAP=8192, TILE_G=64, TILE=1024, K_PAD=2048, HAS_BASE=True, HAS_PATH=False), 4, 3
     yield "pool mean fp8", pooling._pool_mean_kernel, dict(
         K="*fp8e4nv", K_SCALE="*fp32", OUT="*fp8e4nv", OUT_SCALE="*fp32", BLOCK_IDS="*i32", N="i32",

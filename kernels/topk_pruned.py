@@ -18,12 +18,15 @@ Scores compare as the order-preserving uint32 keys of kernels/topk.py (-0.0 == +
 
 One program per row:
   1. row_len <= CAP: the short-row body of kernels/topk.py (registers only).
-  2. the row's n_groups <= GCAP group maxima are loaded as keys; with fewer than k valid ones (or
-     more than GCAP groups) the row takes topk.py's long-row body (narrowing passes) unchanged. (So
-     do rows with fewer than MIN_GROUP_RATIO * k valid groups, where pruning would rarely pay.)
-  3. B = the k-th largest group key, by topk.py's bisection in registers.
+  2. the row's first min(n_groups, GCAP) group maxima are loaded as keys; with fewer than k valid
+     ones (or more than GCAP + TILE_G groups) the row takes topk.py's long-row body (narrowing
+     passes) unchanged. So do rows with fewer than MIN_GROUP_RATIO * k valid groups, where pruning
+     would rarely pay.
+  3. B = the k-th largest of these group keys, by topk.py's bisection in registers (a subset's
+     k-th largest maximum is a bound too: the up to TILE_G groups past GCAP, e.g. the 8193rd
+     group of a 128K row not aligned to G, are only tested against B).
   4. the ids of the groups whose maximum is >= B are listed (ascending, cumsum compaction, in a
-     per-row scratch of GCAP), then read TILE_G groups a step: a [TILE_G, G] load masked by
+     per-row scratch of GCAP + TILE_G), then read TILE_G groups a step: a [TILE_G, G] load masked by
      0 <= j < row_len, entries with key >= B appended to the row's candidate list (position order,
      cumsum compaction) while it has room (CAP). Only passing groups are touched.
      More than CAP passing groups mean more than CAP candidates: no pass at all.
@@ -54,7 +57,7 @@ from .topk import _kth_in_registers, _long_row, _pad_unused, _short_row, _to_key
 PATH_SHORT = 0          # row_len <= CAP: registers only
 PATH_PRUNED = 1         # group maxima bound, candidates from passing groups only
 PATH_FEW_GROUPS = 2     # fewer than k (MIN_GROUP_RATIO * k) valid group maxima: full narrowing
-PATH_MANY_GROUPS = 3    # more than GCAP groups: full narrowing
+PATH_MANY_GROUPS = 3    # more than GCAP + TILE_G groups: full narrowing
 PATH_CROWDED = 4        # more than CAP candidates at the bound: full narrowing
 PATH_NAMES = {PATH_SHORT: "short", PATH_PRUNED: "pruned", PATH_FEW_GROUPS: "few_groups",
               PATH_MANY_GROUPS: "many_groups", PATH_CROWDED: "crowded"}
@@ -121,7 +124,10 @@ def _topk_pruned_kernel(
         cand_base = row.to(tl.int64) * CAP
         path = n * 0 + _MANY_GROUPS
         n_in = n * 0 + CAP + 1
-        if ng <= GCAP:
+        if ng <= GCAP + TILE_G:
+            # the bound comes from the first GCAP groups: the k-th largest of a subset of the
+            # maxima is still reached by k distinct entries. The up to TILE_G groups past them (a
+            # row of W = GCAP * G not aligned to G has one more group) are listed when they pass.
             gi = tl.arange(0, GCAP)
             gk = _to_key(tl.load(grow + gi, mask=gi < ng, other=float("-inf")))
             gok = gk != 0
@@ -130,10 +136,14 @@ def _topk_pruned_kernel(
                 bound, _ = _kth_in_registers(gk, gok, k)
                 # the passing groups' ids, ascending (bound >= 1: invalid groups never pass)
                 gp = gk >= bound
-                npass = tl.sum(gp.to(tl.int32), axis=0)
+                ti = GCAP + tl.arange(0, TILE_G)
+                tp = _to_key(tl.load(grow + ti, mask=ti < ng, other=float("-inf"))) >= bound
+                n_head = tl.sum(gp.to(tl.int32), axis=0)
+                npass = n_head + tl.sum(tp.to(tl.int32), axis=0)
                 if npass <= CAP:                   # (each passing group holds >= 1 candidate)
-                    glist = GLIST + row.to(tl.int64) * GCAP
+                    glist = GLIST + row.to(tl.int64) * (GCAP + TILE_G)
                     tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
+                    tl.store(glist + n_head + tl.cumsum(tp.to(tl.int32), axis=0) - 1, ti, mask=tp)
                     tl.debug_barrier()             # (the ids are read back by other threads)
                     n_in = _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
                                              G, TILE_G, CAP)
@@ -164,7 +174,7 @@ def topk_pruned_config(width: int, k: int, group_size: int = 16):
         cap = max(16, next_pow2(width))
         return dict(CAP=cap, GCAP=16, TILE_G=16, TILE=1024, MIN_GROUP_RATIO=1.0,
                     num_warps=8 if cap >= 1024 else 4)
-    gcap = max(16, next_pow2(-(-(width + group_size - 1) // group_size)))
+    gcap = max(16, next_pow2(width // group_size))       # (+ TILE_G: the extra group of unaligned rows)
     # MIN_GROUP_RATIO: with fewer than about 1.5 k groups (W = 32K at G = 16, k = 2048) the bound is
     # near the smallest group maximum and more than CAP candidates pass on random rows (a torch
     # simulation of make_rows: ~11K candidates at 1.0 k groups, ~3.3K at 1.5 k, ~2.3K at 4 k), so
@@ -196,11 +206,11 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
     if T == 0:
         return out
     long_rows = W > cap
-    gcap = cfg["GCAP"]
+    glen = cfg["GCAP"] + cfg["TILE_G"]
     rows = T if long_rows else 1
-    if (scratch is None or len(scratch) != 3 or scratch[0].shape[1] != cap or scratch[2].shape[1] != gcap
+    if (scratch is None or len(scratch) != 3 or scratch[0].shape[1] != cap or scratch[2].shape[1] != glen
             or scratch[0].shape[0] < rows):
-        scratch = pruned_scratch(rows, cap, gcap, scores.device)
+        scratch = pruned_scratch(rows, cap, glen, scores.device)
     cand_k, cand_i, glist = scratch
     _topk_pruned_kernel[(T,)](
         scores, gmax, row_len, base if base is not None else row_len, out, cand_k, cand_i, glist,
@@ -216,10 +226,10 @@ def scratch_for_pruned(rows: int, width: int, k: int, device, config=None, group
     cfg = topk_pruned_config(width, k, group_size)
     if config:
         cfg.update(config)
-    return pruned_scratch(rows if width > cfg["CAP"] else 1, cfg["CAP"], cfg["GCAP"], device)
+    return pruned_scratch(rows if width > cfg["CAP"] else 1, cfg["CAP"], cfg["GCAP"] + cfg["TILE_G"], device)
 
 
-def pruned_scratch(rows: int, cap: int, gcap: int, device):
+def pruned_scratch(rows: int, cap: int, glen: int, device):
     """Per row: the candidate list (keys, row offsets; CAP each, shared with the fallback's
-    narrowing) and the passing groups' ids (GCAP)."""
-    return topk_scratch(rows, cap, device) + (torch.empty((rows, gcap), dtype=torch.int32, device=device),)
+    narrowing) and the passing groups' ids (GCAP + TILE_G)."""
+    return topk_scratch(rows, cap, device) + (torch.empty((rows, glen), dtype=torch.int32, device=device),)

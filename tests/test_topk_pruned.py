@@ -145,6 +145,25 @@ def test_group_ratio_and_passing_groups_past_cap(device):
     _check(out, s2, 8, rl2, b2)
 
 
+def test_groups_past_gcap(device):
+    """A row of up to GCAP + TILE_G groups: the bound comes from the first GCAP, the groups past
+    them are tested against it. Here the best entries all lie past GCAP (a recency ramp at the end
+    of the row), so a kernel that skipped those groups would lose them."""
+    if device != "cpu":
+        pytest.skip("the paths are forced with interpreter-sized configs")
+    T, W, k = 3, 300, 12
+    s = torch.randn(T, W)
+    s[:, -30:] += 5.0
+    row_len = torch.tensor([300, 299, 290], dtype=torch.int32)
+    base = torch.tensor([0, 5, 3], dtype=torch.int32)          # 38, 38 and 37 groups of 8
+    out, path = _run(s, k, row_len, base, device, dict(CAP=64, GCAP=32, TILE_G=8, TILE=32))
+    assert path == [PATH_PRUNED] * T
+    _check(out, s, k, row_len, base)
+    out, path = _run(s, k, row_len, base, device, dict(CAP=64, GCAP=16, TILE_G=8, TILE=32))   # 24 < 37
+    assert path == [PATH_MANY_GROUPS] * T
+    _check(out, s, k, row_len, base)
+
+
 def test_k_larger_than_valid_entries(device):
     # k > valid entries: fewer than k valid groups too, so the narrowing pads with -1
     T, W, k = 3, 300, 48
