@@ -182,14 +182,16 @@ def pruning_group(width: int, k: int, block_n: int, fits=None) -> int:
 
 def _groups_fit(ks, ke, width, k):
     """G -> whether every row of [ks, ke) spans at most as many groups of G aligned positions as
-    the pruned top-k holds in registers (its GCAP for rows of this width); one host sync per G."""
+    the pruned top-k prunes with (GCAP held in registers + one step of TILE_G past them, for
+    rows not aligned to G); one host sync per G."""
     from .topk_pruned import topk_pruned_config
 
     a, n = ks.long(), (ke - ks).long()
 
     def fits(g):
         most = int(((a % g + n + g - 1) // g).max()) if n.numel() else 0
-        return most <= topk_pruned_config(width, k, g)["GCAP"]
+        cfg = topk_pruned_config(width, k, g)
+        return most <= cfg["GCAP"] + cfg["TILE_G"]
     return fits
 
 

@@ -141,6 +141,126 @@ def _write_from_registers(ck, ci, ok, need, written, orow, row, base, MAP, strid
 
 
 @triton.jit
+def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
+               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+    """A row of at most CAP entries: every entry is a candidate, held in registers. Returns the
+    number of positions written, min(k, valid entries)."""
+    ci = tl.arange(0, CAP)
+    ck = _to_key(tl.load(srow + ci, mask=ci < n, other=float("-inf")))
+    ok = ck != 0
+    kk = tl.minimum(k, tl.sum(ok.to(tl.int32), axis=0))
+    if kk > 0:
+        _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
+    return kk
+
+
+@triton.jit
+def _write_listed(CAND_K, CAND_I, cand_base, n_in, need, written, orow, row, base, MAP, stride_m,
+                  CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+    """Resolve a candidate list of n_in <= CAP keys and row offsets (position order) that this
+    program stored at cand_base: its `need` best go to orow[written:written + need]."""
+    # the list (this program's own stores) is read back by other threads: order them
+    tl.debug_barrier()
+    c = tl.arange(0, CAP)
+    cok = c < n_in
+    ck = tl.load(CAND_K + cand_base + c, mask=cok, other=0).to(tl.uint32, bitcast=True)
+    ci = tl.load(CAND_I + cand_base + c, mask=cok, other=0)
+    _write_from_registers(ck, ci, cok, need, written, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
+
+
+@triton.jit
+def _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I,
+              CAP: tl.constexpr, TILE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+    """A row longer than CAP: narrowing passes, then the last pass (module docstring). Returns the
+    number of positions written, min(k, valid entries)."""
+    # narrowing passes: [lo, hi] holds the k-th key; cnt keys lie in it, `above` above it
+    lo = (n * 0 + 1).to(tl.uint32)
+    hi = (n * 0).to(tl.uint32) + FULL
+    above = n * 0
+    cnt = n
+    kk = n * 0 + k
+    first = True
+    while (lo < hi) & (cnt > CAP):
+        dshift = _digit_shift(lo, hi)
+        # per-slot counters in 8-bit fields, emptied into `counts` every 255 tiles
+        counts = tl.zeros([16], dtype=tl.int32)
+        mn = tl.full([TILE], FULL, dtype=tl.uint32)
+        mx = tl.zeros([TILE], dtype=tl.uint32)
+        for c0 in range(0, n, 255 * TILE):
+            a0 = tl.zeros([TILE], dtype=tl.int32)
+            a1 = tl.zeros([TILE], dtype=tl.int32)
+            a2 = tl.zeros([TILE], dtype=tl.int32)
+            a3 = tl.zeros([TILE], dtype=tl.int32)
+            c1 = tl.minimum(c0 + 255 * TILE, n)
+            x = tl.load(srow + c0 + tl.arange(0, TILE), mask=c0 + tl.arange(0, TILE) < c1, other=float("-inf"))
+            for j0 in range(c0, c1, TILE):
+                jn = j0 + TILE + tl.arange(0, TILE)
+                # the next tile's load is in flight while this one is counted
+                x_next = tl.load(srow + jn, mask=jn < c1, other=float("-inf"))
+                kx = _to_key(x)
+                inside = (kx != 0) & (kx >= lo) & (kx <= hi)
+                q, f = _packed_fields(kx, inside, lo, dshift)
+                a0 += tl.where(q == 0, f, 0)
+                a1 += tl.where(q == 1, f, 0)
+                a2 += tl.where(q == 2, f, 0)
+                a3 += tl.where(q == 3, f, 0)
+                mn = tl.minimum(mn, tl.where(inside, kx, FULL))
+                mx = tl.maximum(mx, tl.where(inside, kx, 0))
+                x = x_next
+            counts = _add_counts(counts, 0, a0)
+            counts = _add_counts(counts, 1, a1)
+            counts = _add_counts(counts, 2, a2)
+            counts = _add_counts(counts, 3, a3)
+        if first:
+            kk = tl.minimum(k, tl.sum(counts, axis=0))     # the first pass counts every valid key
+            first = False
+        b, a, cnt = _pick(counts, tl.maximum(kk - above, 1))
+        above += a
+        blo, bhi = _sub_range(lo, hi, dshift, b)
+        lo = tl.maximum(blo, tl.min(mn, axis=0))
+        hi = tl.minimum(bhi, tl.max(mx, axis=0))
+        if kk == 0:
+            hi = lo                                        # nothing valid: stop
+    if kk > 0:
+        # last pass: keys above [lo, hi] go straight out (position order); the keys inside it
+        # are listed (at most CAP), or, when it is a single key, the lowest-positioned ties taken
+        need = kk - above
+        written = n * 0
+        n_in = n * 0
+        cand_base = row.to(tl.int64) * CAP
+        x = tl.load(srow + tl.arange(0, TILE), mask=tl.arange(0, TILE) < n, other=float("-inf"))
+        for j0 in range(0, n, TILE):
+            j = j0 + tl.arange(0, TILE)
+            jn = j + TILE
+            x_next = tl.load(srow + jn, mask=jn < n, other=float("-inf"))
+            kx = _to_key(x)
+            x = x_next
+            take = kx > hi
+            inb = (kx != 0) & (kx >= lo) & (kx <= hi)
+            if lo == hi:
+                take = take | (inb & (n_in + tl.cumsum(inb.to(tl.int32), axis=0) <= need))
+            else:
+                cpos = n_in + tl.cumsum(inb.to(tl.int32), axis=0) - 1
+                tl.store(CAND_K + cand_base + cpos, kx.to(tl.int32, bitcast=True), mask=inb)
+                tl.store(CAND_I + cand_base + cpos, j, mask=inb)
+            pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
+            tl.store(orow + pos, _map_index(j, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
+            written += tl.sum(take.to(tl.int32), axis=0)
+            n_in += tl.sum(inb.to(tl.int32), axis=0)
+        if lo < hi:
+            _write_listed(CAND_K, CAND_I, cand_base, n_in, need, written, orow, row, base, MAP, stride_m,
+                          CAP, HAS_MAP, MAP_BS)
+    return kk
+
+
+@triton.jit
+def _pad_unused(orow, kk, k, K_PAD: tl.constexpr):
+    """-1 in the slots kk .. k-1."""
+    o = tl.arange(0, K_PAD)
+    tl.store(orow + o, tl.full([K_PAD], -1, tl.int32), mask=(o >= kk) & (o < k))
+
+
+@triton.jit
 def _topk_kernel(
     S, ROW_LEN, BASE, MAP, OUT, CAND_K, CAND_I,
     k, stride_s, stride_m, stride_o,
@@ -157,101 +277,10 @@ def _topk_kernel(
     kk = n * 0
 
     if n <= CAP:
-        # short row: every entry is a candidate, held in registers
-        ci = tl.arange(0, CAP)
-        ck = _to_key(tl.load(srow + ci, mask=ci < n, other=float("-inf")))
-        ok = ck != 0
-        kk = tl.minimum(k, tl.sum(ok.to(tl.int32), axis=0))
-        if kk > 0:
-            _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
     else:
-        # narrowing passes: [lo, hi] holds the k-th key; cnt keys lie in it, `above` above it
-        lo = (n * 0 + 1).to(tl.uint32)
-        hi = (n * 0).to(tl.uint32) + FULL
-        above = n * 0
-        cnt = n
-        kk = n * 0 + k
-        first = True
-        while (lo < hi) & (cnt > CAP):
-            dshift = _digit_shift(lo, hi)
-            # per-slot counters in 8-bit fields, emptied into `counts` every 255 tiles
-            counts = tl.zeros([16], dtype=tl.int32)
-            mn = tl.full([TILE], FULL, dtype=tl.uint32)
-            mx = tl.zeros([TILE], dtype=tl.uint32)
-            for c0 in range(0, n, 255 * TILE):
-                a0 = tl.zeros([TILE], dtype=tl.int32)
-                a1 = tl.zeros([TILE], dtype=tl.int32)
-                a2 = tl.zeros([TILE], dtype=tl.int32)
-                a3 = tl.zeros([TILE], dtype=tl.int32)
-                c1 = tl.minimum(c0 + 255 * TILE, n)
-                x = tl.load(srow + c0 + tl.arange(0, TILE), mask=c0 + tl.arange(0, TILE) < c1, other=float("-inf"))
-                for j0 in range(c0, c1, TILE):
-                    jn = j0 + TILE + tl.arange(0, TILE)
-                    # the next tile's load is in flight while this one is counted
-                    x_next = tl.load(srow + jn, mask=jn < c1, other=float("-inf"))
-                    kx = _to_key(x)
-                    inside = (kx != 0) & (kx >= lo) & (kx <= hi)
-                    q, f = _packed_fields(kx, inside, lo, dshift)
-                    a0 += tl.where(q == 0, f, 0)
-                    a1 += tl.where(q == 1, f, 0)
-                    a2 += tl.where(q == 2, f, 0)
-                    a3 += tl.where(q == 3, f, 0)
-                    mn = tl.minimum(mn, tl.where(inside, kx, FULL))
-                    mx = tl.maximum(mx, tl.where(inside, kx, 0))
-                    x = x_next
-                counts = _add_counts(counts, 0, a0)
-                counts = _add_counts(counts, 1, a1)
-                counts = _add_counts(counts, 2, a2)
-                counts = _add_counts(counts, 3, a3)
-            if first:
-                kk = tl.minimum(k, tl.sum(counts, axis=0))     # the first pass counts every valid key
-                first = False
-            b, a, cnt = _pick(counts, tl.maximum(kk - above, 1))
-            above += a
-            blo, bhi = _sub_range(lo, hi, dshift, b)
-            lo = tl.maximum(blo, tl.min(mn, axis=0))
-            hi = tl.minimum(bhi, tl.max(mx, axis=0))
-            if kk == 0:
-                hi = lo                                        # nothing valid: stop
-        if kk > 0:
-            # last pass: keys above [lo, hi] go straight out (position order); the keys inside it
-            # are listed (at most CAP), or, when it is a single key, the lowest-positioned ties taken
-            need = kk - above
-            written = n * 0
-            n_in = n * 0
-            cand_base = row.to(tl.int64) * CAP
-            x = tl.load(srow + tl.arange(0, TILE), mask=tl.arange(0, TILE) < n, other=float("-inf"))
-            for j0 in range(0, n, TILE):
-                j = j0 + tl.arange(0, TILE)
-                jn = j + TILE
-                x_next = tl.load(srow + jn, mask=jn < n, other=float("-inf"))
-                kx = _to_key(x)
-                x = x_next
-                take = kx > hi
-                inb = (kx != 0) & (kx >= lo) & (kx <= hi)
-                if lo == hi:
-                    take = take | (inb & (n_in + tl.cumsum(inb.to(tl.int32), axis=0) <= need))
-                else:
-                    cpos = n_in + tl.cumsum(inb.to(tl.int32), axis=0) - 1
-                    tl.store(CAND_K + cand_base + cpos, kx.to(tl.int32, bitcast=True), mask=inb)
-                    tl.store(CAND_I + cand_base + cpos, j, mask=inb)
-                pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
-                tl.store(orow + pos, _map_index(j, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
-                written += tl.sum(take.to(tl.int32), axis=0)
-                n_in += tl.sum(inb.to(tl.int32), axis=0)
-            if lo < hi:
-                # the list (this program's own stores) is read back by other threads: order them
-                tl.debug_barrier()
-                c = tl.arange(0, CAP)
-                cok = c < n_in
-                ck = tl.load(CAND_K + cand_base + c, mask=cok, other=0).to(tl.uint32, bitcast=True)
-                ci = tl.load(CAND_I + cand_base + c, mask=cok, other=0)
-                _write_from_registers(ck, ci, cok, need, written, orow, row, base, MAP, stride_m,
-                                      HAS_MAP, MAP_BS)
-
-    # unused slots
-    o = tl.arange(0, K_PAD)
-    tl.store(orow + o, tl.full([K_PAD], -1, tl.int32), mask=(o >= kk) & (o < k))
+        kk = _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I, CAP, TILE, HAS_MAP, MAP_BS)
+    _pad_unused(orow, kk, k, K_PAD)
 
 
 # Rows per SM above which a launch is occupancy-bound rather than latency-bound (see topk_config).

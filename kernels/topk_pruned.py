@@ -1,0 +1,235 @@
+"""Row-wise top-k that reads only the groups of a row that can hold a top-k score ("pruned" top-k).
+
+Same rows, same result as kernels/topk.launch_topk (relative layout: entry j of row t is position
+base[t] + j, valid for j < row_len[t]; -inf never selected; ties at the k-th key to the lowest
+positions; -1 in the slots past min(k, valid entries); output order not sorted), given beside the
+scores the GROUP MAXIMA the score kernel writes: gmax[t, g] = max of row t's scores over group g,
+where groups are G consecutive ABSOLUTE positions. With a = base[t] % G, group g covers the offsets
+j in [g*G - a, (g+1)*G - a) that lie in [0, row_len[t]); a row has cdiv(a + row_len[t], G) groups
+(later columns of gmax are never read). -inf marks a group without a valid score.
+
+Why it is exact: let B be the k-th largest valid group maximum of a row. k distinct entries (one
+per group) score at least B, so the row's k-th largest score s_k is >= B. Every entry scoring
+>= s_k (the top k and every entry tied with the k-th) therefore scores >= B, and its group's
+maximum is >= B too. Listing every entry with score >= B from the groups whose maximum is >= B
+lists all of them; the k best of that list, ties to the lowest positions, are the row's top k.
+Since >= k valid maxima exist, the row has >= k valid entries, so exactly k positions are written.
+Scores compare as the order-preserving uint32 keys of kernels/topk.py (-0.0 == +0.0).
+
+One program per row:
+  1. row_len <= CAP: the short-row body of kernels/topk.py (registers only).
+  2. the row's first min(n_groups, GCAP) group maxima are loaded as keys; with fewer than k valid
+     ones (or more than GCAP + TILE_G groups) the row takes topk.py's long-row body (narrowing
+     passes) unchanged. So do rows with fewer than MIN_GROUP_RATIO * k valid groups, where pruning
+     would rarely pay.
+  3. B = the k-th largest of these group keys, by topk.py's bisection in registers (a subset's
+     k-th largest maximum is a bound too: the up to TILE_G groups past GCAP, e.g. the 8193rd
+     group of a 128K row not aligned to G, are only tested against B).
+  4. the ids of the groups whose maximum is >= B are listed (ascending, cumsum compaction, in a
+     per-row scratch of GCAP + TILE_G), then read TILE_G groups a step: a [TILE_G, G] load masked by
+     0 <= j < row_len, entries with key >= B appended to the row's candidate list (position order,
+     cumsum compaction) while it has room (CAP). Only passing groups are touched.
+     More than CAP passing groups mean more than CAP candidates: no pass at all.
+  5. at most CAP candidates: resolved in registers (topk.py's _write_from_registers, need = k).
+     More (crowded rows: masses of equal or clustered scores, e.g. ReLU zeros when fewer than k
+     groups hold a positive score): topk.py's long-row body over the whole row.
+Bytes per pruned row: 4 * n_groups (the group maxima) + 4 * G per passing group (about k groups
+for spread-out scores, k / G of the row at G = 16, W = 128K: a quarter of one full pass)
++ 8 per passing group (its id written and read back)
++ 8 per candidate written and read back + 4 per output index. The radix kernel streams the whole
+row 2-4 times. Fallback rows cost what launch_topk costs, plus the group maxima (and, for crowded
+rows, the aborted pass up to where the list overflowed).
+
+A debugging aid, path_out[t], says which path a row took (PATH_* below): tests use it to prove
+each path runs, the benchmark to report how many rows were pruned.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from ._runtime import INTERPRETED, next_pow2
+from .topk import _kth_in_registers, _long_row, _pad_unused, _short_row, _to_key, _write_listed, topk_scratch
+
+PATH_SHORT = 0          # row_len <= CAP: registers only
+PATH_PRUNED = 1         # group maxima bound, candidates from passing groups only
+PATH_FEW_GROUPS = 2     # fewer than k (MIN_GROUP_RATIO * k) valid group maxima: full narrowing
+PATH_MANY_GROUPS = 3    # more than GCAP + TILE_G groups: full narrowing
+PATH_CROWDED = 4        # more than CAP candidates at the bound: full narrowing
+PATH_NAMES = {PATH_SHORT: "short", PATH_PRUNED: "pruned", PATH_FEW_GROUPS: "few_groups",
+              PATH_MANY_GROUPS: "many_groups", PATH_CROWDED: "crowded"}
+# the same codes as the kernel sees them (a jitted function reads only constexpr globals)
+_SHORT = tl.constexpr(PATH_SHORT)
+_PRUNED = tl.constexpr(PATH_PRUNED)
+_FEW_GROUPS = tl.constexpr(PATH_FEW_GROUPS)
+_MANY_GROUPS = tl.constexpr(PATH_MANY_GROUPS)
+_CROWDED = tl.constexpr(PATH_CROWDED)
+
+
+@triton.jit
+def _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
+                      G: tl.constexpr, TILE_G: tl.constexpr, CAP: tl.constexpr):
+    """List (position order, at most CAP stored) every entry with key >= bound of the npass
+    passing groups whose ids glist holds (ascending); returns how many there are (counting
+    stops once past CAP)."""
+    n_in = n * 0
+    p0 = n * 0
+    t = tl.arange(0, TILE_G)
+    gl = tl.load(glist + t, mask=t < npass, other=0)
+    while (p0 < npass) & (n_in <= CAP):
+        # the next tile's group ids are in flight while this tile is read
+        gl_next = tl.load(glist + p0 + TILE_G + t, mask=p0 + TILE_G + t < npass, other=0)
+        j = gl[:, None] * G - a + tl.arange(0, G)[None, :]
+        m = (p0 + t < npass)[:, None] & (j >= 0) & (j < n)
+        kx = _to_key(tl.load(srow + j, mask=m, other=float("-inf")))
+        inb = (m & (kx >= bound)).to(tl.int32)
+        # position order: groups in order, entries in order within a group
+        in_group = tl.sum(inb, axis=1)
+        cpos = n_in + (tl.cumsum(in_group, axis=0) - in_group)[:, None] + tl.cumsum(inb, axis=1) - 1
+        st = (inb != 0) & (cpos < CAP)
+        tl.store(CAND_K + cand_base + cpos, kx.to(tl.int32, bitcast=True), mask=st)
+        tl.store(CAND_I + cand_base + cpos, j, mask=st)
+        n_in += tl.sum(in_group, axis=0)
+        gl = gl_next
+        p0 += TILE_G
+    return n_in
+
+
+@triton.jit
+def _topk_pruned_kernel(
+    S, GMAX, ROW_LEN, BASE, OUT, CAND_K, CAND_I, GLIST, PATH,
+    k, min_groups, stride_s, stride_g, stride_o,
+    G: tl.constexpr, CAP: tl.constexpr, GCAP: tl.constexpr, TILE_G: tl.constexpr, TILE: tl.constexpr,
+    K_PAD: tl.constexpr, HAS_BASE: tl.constexpr, HAS_PATH: tl.constexpr,
+):
+    row = tl.program_id(0)
+    n = tl.load(ROW_LEN + row)
+    base = n * 0
+    if HAS_BASE:
+        base = tl.load(BASE + row)
+    srow = S + row.to(tl.int64) * stride_s
+    orow = OUT + row.to(tl.int64) * stride_o
+    kk = n * 0
+    path = n * 0 + _SHORT
+
+    if n <= CAP:
+        kk = _short_row(srow, n, k, orow, row, base, ROW_LEN, 0, CAP, False, 1)
+    else:
+        a = base % G
+        ng = (a + n + G - 1) // G
+        grow = GMAX + row.to(tl.int64) * stride_g
+        cand_base = row.to(tl.int64) * CAP
+        path = n * 0 + _MANY_GROUPS
+        n_in = n * 0 + CAP + 1
+        if ng <= GCAP + TILE_G:
+            # the bound comes from the first GCAP groups: the k-th largest of a subset of the
+            # maxima is still reached by k distinct entries. The up to TILE_G groups past them (a
+            # row of W = GCAP * G not aligned to G has one more group) are listed when they pass.
+            gi = tl.arange(0, GCAP)
+            gk = _to_key(tl.load(grow + gi, mask=gi < ng, other=float("-inf")))
+            gok = gk != 0
+            path = n * 0 + _FEW_GROUPS
+            if tl.sum(gok.to(tl.int32), axis=0) >= min_groups:      # (min_groups >= k)
+                bound, _ = _kth_in_registers(gk, gok, k)
+                # the passing groups' ids, ascending (bound >= 1: invalid groups never pass)
+                gp = gk >= bound
+                ti = GCAP + tl.arange(0, TILE_G)
+                tp = _to_key(tl.load(grow + ti, mask=ti < ng, other=float("-inf"))) >= bound
+                n_head = tl.sum(gp.to(tl.int32), axis=0)
+                npass = n_head + tl.sum(tp.to(tl.int32), axis=0)
+                if npass <= CAP:                   # (each passing group holds >= 1 candidate)
+                    glist = GLIST + row.to(tl.int64) * (GCAP + TILE_G)
+                    tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
+                    tl.store(glist + n_head + tl.cumsum(tp.to(tl.int32), axis=0) - 1, ti, mask=tp)
+                    tl.debug_barrier()             # (the ids are read back by other threads)
+                    n_in = _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
+                                             G, TILE_G, CAP)
+                path = tl.where(n_in <= CAP, _PRUNED, _CROWDED)
+        if n_in <= CAP:
+            # >= k valid group maxima: >= k valid entries, all k slots are written
+            _write_listed(CAND_K, CAND_I, cand_base, n_in, k, 0, orow, row, base, ROW_LEN, 0, CAP, False, 1)
+            kk = n * 0 + k
+        else:
+            # the long-row body rewrites the candidate list: order it after this program's stores
+            tl.debug_barrier()
+            kk = _long_row(srow, n, k, orow, row, base, ROW_LEN, 0, CAND_K, CAND_I, CAP, TILE, False, 1)
+    _pad_unused(orow, kk, k, K_PAD)
+    if HAS_PATH:
+        tl.store(PATH + row, path)
+
+
+def topk_pruned_config(width: int, k: int, group_size: int = 16):
+    """CAP: short-row capacity and candidate-list length; GCAP: group maxima held in registers;
+    TILE_G: groups per step of the candidate pass; TILE: keys per step of the fallback passes."""
+    if INTERPRETED:
+        # pinned and tiny (the interpreter pays per operation): tests pass their own to reach each path
+        return dict(CAP=max(16, min(next_pow2(width), 256)), GCAP=64, TILE_G=8, TILE=256, MIN_GROUP_RATIO=1.0,
+                    num_warps=4)
+    cap = 8192
+    if width <= cap:
+        # every row is short: exactly kernels/topk.py's choice
+        cap = max(16, next_pow2(width))
+        return dict(CAP=cap, GCAP=16, TILE_G=16, TILE=1024, MIN_GROUP_RATIO=1.0,
+                    num_warps=8 if cap >= 1024 else 4)
+    gcap = max(16, next_pow2(width // group_size))       # (+ TILE_G: the extra group of unaligned rows)
+    # MIN_GROUP_RATIO: with fewer than about 1.5 k groups (W = 32K at G = 16, k = 2048) the bound is
+    # near the smallest group maximum and more than CAP candidates pass on random rows (a torch
+    # simulation of make_rows: ~11K candidates at 1.0 k groups, ~3.3K at 1.5 k, ~2.3K at 4 k), so
+    # those rows go straight to the narrowing instead of aborting a candidate pass first.
+    # The rest is a first guess, to be tuned on the H200 with kernels/topk_bench.py --pruned.
+    return dict(CAP=cap, GCAP=min(gcap, 8192), TILE_G=64, TILE=1024, MIN_GROUP_RATIO=1.5, num_warps=4,
+                maxnreg=128)
+
+
+def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int = 16, *, out=None,
+                       scratch=None, config=None, path_out=None):
+    """int32 [T, k] selection equal to kernels/topk.launch_topk's (see module docstring), given
+    the group maxima gmax [T, >= max n_groups] (float32) of groups of group_size absolute
+    positions. path_out: optional int32 [T] that receives each row's PATH_* code. No validation:
+    callers pass consistent shapes and int32 row_len/base."""
+    T, W = scores.shape
+    G = int(group_size)
+    if G < 1 or G & (G - 1):
+        raise ValueError(f"group_size must be a power of two, got {group_size}")
+    cfg = topk_pruned_config(W, k, G)
+    if config:
+        cfg.update(config)
+    if INTERPRETED or not cfg.get("maxnreg", 1):
+        cfg.pop("maxnreg", None)          # (maxnreg 0 or None: no register cap)
+    cap = cfg.pop("CAP")
+    min_groups = max(k, math.ceil(cfg.pop("MIN_GROUP_RATIO") * k))
+    if out is None:
+        out = torch.empty((T, k), dtype=torch.int32, device=scores.device)
+    if T == 0:
+        return out
+    long_rows = W > cap
+    glen = cfg["GCAP"] + cfg["TILE_G"]
+    rows = T if long_rows else 1
+    if (scratch is None or len(scratch) != 3 or scratch[0].shape[1] != cap or scratch[2].shape[1] != glen
+            or scratch[0].shape[0] < rows):
+        scratch = pruned_scratch(rows, cap, glen, scores.device)
+    cand_k, cand_i, glist = scratch
+    _topk_pruned_kernel[(T,)](
+        scores, gmax, row_len, base if base is not None else row_len, out, cand_k, cand_i, glist,
+        path_out if path_out is not None else row_len,
+        k, min_groups, scores.stride(0), gmax.stride(0), out.stride(0),
+        G=G, CAP=cap, K_PAD=next_pow2(k), HAS_BASE=base is not None, HAS_PATH=path_out is not None, **cfg,
+    )
+    return out
+
+
+def scratch_for_pruned(rows: int, width: int, k: int, device, config=None, group_size: int = 16):
+    """The scratch launch_topk_pruned needs for rows of this width (allocate once, reuse)."""
+    cfg = topk_pruned_config(width, k, group_size)
+    if config:
+        cfg.update(config)
+    return pruned_scratch(rows if width > cfg["CAP"] else 1, cfg["CAP"], cfg["GCAP"] + cfg["TILE_G"], device)
+
+
+def pruned_scratch(rows: int, cap: int, glen: int, device):
+    """Per row: the candidate list (keys, row offsets; CAP each, shared with the fallback's
+    narrowing) and the passing groups' ids (GCAP + TILE_G)."""
+    return topk_scratch(rows, cap, device) + (torch.empty((rows, glen), dtype=torch.int32, device=device),)

@@ -1,0 +1,305 @@
+"""Pruned top-k (kernels/topk_pruned.py) against the stable-sort reference, and its group-maxima and
+bound references against plain loops. The kernel breaks ties towards lower positions like the
+reference, so whole sets must be equal; every path is forced on small rows in the interpreter and
+proved to run by the kernel's path_out codes."""
+import pytest
+import torch
+
+from kernels.checks import selection_errors
+from kernels.topk import launch_topk
+from kernels.topk_naive import topk_ref
+from kernels.topk_pruned import (PATH_CROWDED, PATH_FEW_GROUPS, PATH_MANY_GROUPS, PATH_PRUNED, PATH_SHORT,
+                                 launch_topk_pruned, scratch_for_pruned)
+from kernels.topk_pruned_naive import group_max_ref, n_groups_ref, pruning_bound_ref
+from tests.conftest import gpu_only
+from tests.helpers import as_sets
+
+G = 8
+# tiny buffers in the interpreter so that every path runs on rows of a few hundred entries:
+# rows of <= 64 entries are short; a 300-entry row has <= 39 groups of 8 (pruned when >= k of them
+# are valid and <= 64 candidates reach the bound); GCAP=16 sends every long row to the narrowing
+PRUNED = dict(CAP=64, GCAP=64, TILE_G=4, TILE=32)
+MANY_GROUPS = dict(CAP=64, GCAP=16, TILE_G=4, TILE=32)
+CONFIGS = {"pruned": PRUNED, "many_groups": MANY_GROUPS}
+
+
+def _run(s, k, row_len, base, device, cfg, gmax=None, group_size=G):
+    T = s.shape[0]
+    if gmax is None:
+        gmax = group_max_ref(s, row_len, base, group_size)
+    out = torch.full((T, k), -7, dtype=torch.int32, device=device)          # poisoned
+    path = torch.full((T,), -7, dtype=torch.int32, device=device)
+    launch_topk_pruned(s, gmax, k, row_len, base, group_size, out=out, path_out=path,
+                       config=cfg if device == "cpu" else None)
+    assert not (out == -7).any(), "unwritten output slots"
+    assert not (path == -7).any(), "unwritten path codes"
+    return out, path.tolist()
+
+
+def _check(out, s, k, row_len, base):
+    ref = topk_ref(s, k, row_len, base)
+    assert as_sets(out) == as_sets(ref)
+    assert not selection_errors(out, s, base, row_len, k)
+    n_sel = (out >= 0).sum(1)
+    for t in range(out.shape[0]):      # positions first, then -1 exactly in the unused slots
+        assert (out[t, n_sel[t]:] == -1).all() and (out[t, :n_sel[t]] >= 0).all()
+
+
+def _rows(kind, T, W, device):
+    from hisa_bench.inputs.score_rows import make_rows
+
+    if kind == "random":
+        s = torch.randn(T, W)
+    elif kind == "ties":
+        s = torch.randint(0, 4, (T, W)).float()
+    elif kind == "relu_zeros":          # masses of exact zeros: the bound lands on 0.0 in some rows
+        s = torch.randn(T, W).clamp_min(0)
+        s[::2] = torch.where(torch.rand(W) < 0.9, 0.0, s[::2].abs())        # few positives
+    elif kind == "neg_inf":
+        s = torch.randn(T, W)
+        s[:, ::3] = float("-inf")
+        s[1, :200] = float("-inf")                                           # whole groups without a score
+    elif kind == "huge_range":
+        s = torch.randn(T, W) * torch.logspace(-30, 30, W)
+    elif kind == "recency":             # scores rising toward the row's end (the newest keys)
+        s = torch.linspace(0, 4, W)[None] + 0.3 * torch.randn(T, W)
+    elif kind == "sorted":
+        s = torch.arange(W, dtype=torch.float32).repeat(T, 1)
+    else:
+        s = make_rows(kind, T, W, k=20, seed=11, device="cpu")[0]
+        if kind == "window":            # a window narrower than the row, at these sizes
+            s[:, :-40] = torch.randn(T, W - 40) * 0.1
+            s[:, -40:] += 10
+    return s.to(device)
+
+
+KINDS = ["random", "ties", "relu_zeros", "neg_inf", "huge_range", "recency", "sorted",
+         "structured", "window", "zeros", "equal", "clusters"]
+
+
+@pytest.mark.parametrize("cfg", list(CONFIGS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_pruned_equals_reference(kind, cfg, device):
+    T, W, k = 6, 300, 20
+    s = _rows(kind, T, W, device)
+    # base % G != 0 in most rows, lengths not multiples of G, one short row, one just past CAP
+    # with fewer than k groups (9), the others with 26-39 groups
+    row_len = torch.tensor([300, 40, 299, 65, 257, 201], dtype=torch.int32, device=device)
+    base = torch.tensor([0, 10, 3, 5, 7, 13], dtype=torch.int32, device=device)
+    out, path = _run(s, k, row_len, base, device, CONFIGS[cfg])
+    _check(out, s, k, row_len, base)
+    if device == "cpu":
+        if cfg == "many_groups":         # every long row has more than GCAP groups, but row 3 (9)
+            assert path == [PATH_MANY_GROUPS, PATH_SHORT, PATH_MANY_GROUPS, PATH_FEW_GROUPS,
+                            PATH_MANY_GROUPS, PATH_MANY_GROUPS]
+        elif kind in ("random", "neg_inf", "window", "structured"):      # spread-out scores
+            assert path == [PATH_PRUNED, PATH_SHORT, PATH_PRUNED, PATH_FEW_GROUPS, PATH_PRUNED, PATH_PRUNED]
+        elif kind in ("ties", "equal", "zeros", "sorted", "recency", "huge_range"):
+            # masses of equal scores at the bound, or whole groups above it (monotone rows: about
+            # k * G candidates, more than CAP = 64 here)
+            assert path[0] == PATH_CROWDED
+
+
+def test_each_path_runs(device):
+    """One row per path, with the path the kernel reports and the reference's sets."""
+    if device != "cpu":
+        pytest.skip("the paths are forced with interpreter-sized configs")
+    T, W, k = 5, 300, 20
+    s = torch.randn(T, W)
+    s[1, 40:] = float("-inf")               # 40 valid entries in 6 groups (a = 3) < k: few groups
+    s[2] = 0.75                             # all equal: 300 candidates > CAP: crowded
+    s[3, :] = torch.randn(W).clamp_min(0) * (torch.rand(W) < 0.03)    # relu zeros, few positives: crowded
+    row_len = torch.tensor([300, 300, 300, 300, 50], dtype=torch.int32)
+    base = torch.tensor([5, 3, 0, 9, 2], dtype=torch.int32)
+    out, path = _run(s, k, row_len, base, device, PRUNED)
+    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_CROWDED, PATH_CROWDED, PATH_SHORT]
+    _check(out, s, k, row_len, base)
+    out, path = _run(s, k, row_len, base, device, MANY_GROUPS)
+    assert path == [PATH_MANY_GROUPS] * 4 + [PATH_SHORT]
+    _check(out, s, k, row_len, base)
+
+
+def test_group_ratio_and_passing_groups_past_cap(device):
+    """MIN_GROUP_RATIO sends rows with too few groups to the narrowing; more passing groups than
+    CAP (each holds a candidate) go to it without a candidate pass."""
+    if device != "cpu":
+        pytest.skip("the paths are forced with interpreter-sized configs")
+    T, W, k = 3, 300, 20
+    s = torch.randn(T, W)
+    s[2] = 0.5
+    row_len = torch.tensor([300, 160, 300], dtype=torch.int32)     # 38, 20 and 38 groups of 8
+    base = torch.tensor([0, 0, 0], dtype=torch.int32)
+    out, path = _run(s, k, row_len, base, device, dict(PRUNED, MIN_GROUP_RATIO=1.0))
+    assert path == [PATH_PRUNED, PATH_PRUNED, PATH_CROWDED]
+    _check(out, s, k, row_len, base)
+    out, path = _run(s, k, row_len, base, device, dict(PRUNED, MIN_GROUP_RATIO=1.5))   # 30 groups needed
+    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_CROWDED]
+    _check(out, s, k, row_len, base)
+    # 75 groups of 4, CAP 16: all-equal rows pass every group; random rows about k of them
+    s2 = torch.randn(2, W)
+    s2[1] = 0.5
+    rl2 = torch.tensor([300, 300], dtype=torch.int32)
+    b2 = torch.tensor([1, 2], dtype=torch.int32)
+    out, path = _run(s2, 8, rl2, b2, device, dict(CAP=16, GCAP=128, TILE_G=4, TILE=32), group_size=4)
+    assert path[1] == PATH_CROWDED
+    _check(out, s2, 8, rl2, b2)
+
+
+def test_groups_past_gcap(device):
+    """A row of up to GCAP + TILE_G groups: the bound comes from the first GCAP, the groups past
+    them are tested against it. Here the best entries all lie past GCAP (a recency ramp at the end
+    of the row), so a kernel that skipped those groups would lose them."""
+    if device != "cpu":
+        pytest.skip("the paths are forced with interpreter-sized configs")
+    T, W, k = 3, 300, 12
+    s = torch.randn(T, W)
+    s[:, -30:] += 5.0
+    row_len = torch.tensor([300, 299, 290], dtype=torch.int32)
+    base = torch.tensor([0, 5, 3], dtype=torch.int32)          # 38, 38 and 37 groups of 8
+    out, path = _run(s, k, row_len, base, device, dict(CAP=64, GCAP=32, TILE_G=8, TILE=32))
+    assert path == [PATH_PRUNED] * T
+    _check(out, s, k, row_len, base)
+    out, path = _run(s, k, row_len, base, device, dict(CAP=64, GCAP=16, TILE_G=8, TILE=32))   # 24 < 37
+    assert path == [PATH_MANY_GROUPS] * T
+    _check(out, s, k, row_len, base)
+
+
+def test_k_larger_than_valid_entries(device):
+    # k > valid entries: fewer than k valid groups too, so the narrowing pads with -1
+    T, W, k = 3, 300, 48
+    s = torch.randn(T, W, device=device)
+    s[0, 30:] = float("-inf")
+    row_len = torch.tensor([300, 40, 299], dtype=torch.int32, device=device)
+    base = torch.tensor([6, 1, 0], dtype=torch.int32, device=device)
+    out, path = _run(s, k, row_len, base, device, PRUNED)
+    _check(out, s, k, row_len, base)
+    assert [len(x) for x in as_sets(out)] == [30, 40, 48]
+    if device == "cpu":
+        assert path == [PATH_FEW_GROUPS, PATH_SHORT, PATH_FEW_GROUPS]     # 38 groups < k = 48
+
+
+def test_signed_zeros_and_default_config(device):
+    # -0.0 and +0.0 are one score (a group max may carry either sign); the launcher's own config
+    T, W, k = 2, 300, 24
+    s = torch.zeros(T, W, device=device)
+    s[:, 1::2] = -0.0
+    s[0, ::11] = 1.0                        # 28 positives: the bound is 1.0, 28 candidates
+    s[1, 5::40] = 2.0                       # 8 positives: the bound is 0.0, every zero a candidate
+    row_len = torch.tensor([W, W - 3], dtype=torch.int32, device=device)
+    base = torch.tensor([3, 16], dtype=torch.int32, device=device)
+    gmax = group_max_ref(s, row_len, base, 16)
+    out = torch.full((T, k), -7, dtype=torch.int32, device=device)
+    launch_topk_pruned(s, gmax, k, row_len, base, 16, out=out)
+    _check(out, s, k, row_len, base)
+
+
+def test_no_base_means_zero(device):
+    T, W, k = 2, 300, 20
+    s = torch.randn(T, W, device=device)
+    row_len = torch.tensor([300, 211], dtype=torch.int32, device=device)
+    gmax = group_max_ref(s, row_len, None, G)
+    out = launch_topk_pruned(s, gmax, k, row_len, None, G, config=PRUNED if device == "cpu" else None)
+    assert as_sets(out) == as_sets(topk_ref(s, k, row_len))
+
+
+def test_wrong_group_maxima_are_noticed(device):
+    """The result depends on gmax being right: maxima of other rows, or one group's maximum
+    lowered below the bound, lose top-k entries (so the pruned path really reads only passing
+    groups, and the comparison above could fail)."""
+    T, W, k = 4, 300, 20
+    s = torch.randn(T, W, device=device)
+    row_len = torch.full((T,), W, dtype=torch.int32, device=device)
+    base = torch.tensor([0, 3, 5, 1], dtype=torch.int32, device=device)
+    gmax = group_max_ref(s, row_len, base, G)
+    cfg = PRUNED if device == "cpu" else dict(CAP=64, GCAP=64, TILE_G=4)
+    ref = as_sets(topk_ref(s, k, row_len, base))
+
+    def run(g):
+        out = torch.full((T, k), -7, dtype=torch.int32, device=device)
+        path = torch.full((T,), -7, dtype=torch.int32, device=device)
+        launch_topk_pruned(s, g, k, row_len, base, G, out=out, path_out=path, config=cfg)
+        return as_sets(out), path.tolist()
+
+    good, path = run(gmax)
+    assert good == ref and path == [PATH_PRUNED] * T
+    shuffled, _ = run(gmax.roll(1, dims=0))
+    assert shuffled != ref
+    # lower the maximum of the group that holds each row's best entry
+    lowered = gmax.clone()
+    best = s.argmax(1)
+    grp = (best + base.long() % G) // G
+    lowered[torch.arange(T), grp] = -1e30
+    low, _ = run(lowered)
+    for t in range(T):
+        assert int(best[t] + base[t]) not in low[t] and int(best[t] + base[t]) in ref[t]
+
+
+def test_group_max_ref_against_loop():
+    torch.manual_seed(1)
+    for Gs in (1, 4, 16):
+        T, W = 5, 77
+        s = torch.randn(T, W)
+        s[:, ::5] = float("-inf")
+        s[2, 10:40] = float("-inf")
+        row_len = torch.tensor([77, 1, 50, 16, 33], dtype=torch.int32)
+        base = torch.tensor([0, 7, 13, 16, 3], dtype=torch.int32)
+        gm = group_max_ref(s, row_len, base, Gs)
+        ng = n_groups_ref(row_len, base, Gs)
+        assert gm.shape == (T, int(ng.max()))
+        for t in range(T):
+            a, n = int(base[t]) % Gs, int(row_len[t])
+            assert int(ng[t]) == -(-(a + n) // Gs)
+            for g in range(gm.shape[1]):
+                vals = [float(s[t, j]) for j in range(g * Gs - a, (g + 1) * Gs - a) if 0 <= j < n]
+                want = max(vals) if vals and g < int(ng[t]) else float("-inf")
+                assert float(gm[t, g]) == want, (Gs, t, g)
+        # every valid entry of a row lies in exactly one of its groups
+        assert int((gm > float("-inf")).sum()) <= int((s > float("-inf")).sum())
+
+
+def test_pruning_bound_ref_against_loop():
+    torch.manual_seed(2)
+    s = torch.randn(4, 200)
+    s[3, 24:] = float("-inf")
+    row_len = torch.tensor([200, 150, 9, 200], dtype=torch.int32)
+    base = torch.tensor([1, 2, 3, 4], dtype=torch.int32)
+    gm = group_max_ref(s, row_len, base, 8)
+    ng = n_groups_ref(row_len, base, 8)
+    k = 10
+    bound = pruning_bound_ref(gm, ng, k)
+    for t in range(4):
+        vals = sorted((float(x) for x in gm[t, :int(ng[t])] if x > float("-inf")), reverse=True)
+        want = vals[k - 1] if len(vals) >= k else float("-inf")
+        assert float(bound[t]) == want
+        if want > float("-inf"):       # the bound: at least k valid scores reach it
+            valid = s[t, :int(row_len[t])]
+            assert int((valid >= want).sum()) >= k
+    assert float(bound[2]) == float("-inf") and float(bound[3]) == float("-inf")
+
+
+# ---- GPU: real shapes -------------------------------------------------------------------------
+
+@gpu_only
+@pytest.mark.parametrize("W,T", [(131072, 64), (32768, 64), (131072, 16)])
+@pytest.mark.parametrize("kind", ["random", "structured", "window", "zeros", "equal", "causal", "clusters"])
+def test_pruned_real_shapes(kind, W, T):
+    from hisa_bench.inputs.score_rows import make_rows
+
+    k = 2048
+    s, row_len = make_rows(kind, T, W, k=k, seed=W + T, device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(T)
+    base = torch.randint(0, 1 << 20, (T,), generator=gen, device="cuda", dtype=torch.int32)
+    gmax = group_max_ref(s, row_len, base, 16)
+    out = torch.full((T, k), -7, dtype=torch.int32, device="cuda")
+    path = torch.full((T,), -7, dtype=torch.int32, device="cuda")
+    launch_topk_pruned(s, gmax, k, row_len, base, 16, out=out, path_out=path,
+                       scratch=scratch_for_pruned(T, W, k, "cuda"))
+    assert not (out == -7).any() and not (path == -7).any()
+    assert as_sets(out) == as_sets(topk_ref(s, k, row_len, base))
+    assert as_sets(out) == as_sets(launch_topk(s, k, row_len, base))
+    if kind in ("random", "causal", "window") and W == 131072:
+        assert (path == PATH_PRUNED).all(), path.tolist()      # spread-out scores: every row pruned
+    if W == 32768 and kind != "equal":
+        assert (path == PATH_FEW_GROUPS).all(), path.tolist()  # 2048 groups < 1.5 k: not worth pruning
+    if kind == "equal":
+        assert (path == PATH_CROWDED).all(), path.tolist()
