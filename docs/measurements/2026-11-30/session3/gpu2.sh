@@ -16,9 +16,9 @@ T="python -m pytest -q -rfEs --tb=short -p no:cacheprovider"
 # 1. exactness of the new kernels, compiled (the interpreter proves nothing about races)
 step exact 100 $T tests/test_topk_pruned.py tests/test_flat_pruned.py tests/test_flat_group_max.py tests/test_launch_configs.py
 # 2. the row top-k alone: radix vs pruned (group maxima given), 1024 and 64 rows
-step topk 100 python -m kernels.topk_bench --out $O --pruned --rows 1024 --widths 131072 --kinds random,structured,window,clusters
+step topk 120 python -m kernels.topk_bench --out $O --pruned --rows 1024 --widths 131072 --kinds random,structured,window,clusters --pruned-configs "maxnreg=0;num_warps=8:maxnreg=0;num_warps=2:maxnreg=0;TILE_G=32"
 mv $O/topk_bench.json $O/topk_bench_1024.json 2>/dev/null
-step topk64 40 python -m kernels.topk_bench --out $O --pruned --rows 64 --widths 131072 --kinds random,structured
+step topk64 50 python -m kernels.topk_bench --out $O --pruned --rows 64 --widths 131072 --kinds random,structured --pruned-configs "num_warps=8:maxnreg=0;num_warps=16:maxnreg=0"
 # 3. the headline at this commit
 step chunk 120 python -m hisa_bench speed --format csv --out $R --lengths 32k,64k,128k \
   --backend flat,flat-pruned,hisa --inputs random,structured --rep-ms 60 --warmup-ms 10 --tag chunk
