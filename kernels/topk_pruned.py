@@ -32,11 +32,12 @@ One program per row:
      More than CAP passing groups mean more than CAP candidates: no pass at all.
   5. at most CAP candidates: resolved in registers (topk.py's _write_from_registers, need = k).
      More (crowded rows: masses of equal or clustered scores, e.g. ReLU zeros when fewer than k
-     groups hold a positive score): topk.py's long-row body over the whole row.
+     groups hold a positive score; rows rising monotonically, where whole groups pass, about k * G
+     candidates): topk.py's long-row body over the whole row.
 Bytes per pruned row: 4 * n_groups (the group maxima) + 4 * G per passing group (about k groups
-for spread-out scores, k / G of the row at G = 16, W = 128K: a quarter of one full pass)
-+ 8 per passing group (its id written and read back)
-+ 8 per candidate written and read back + 4 per output index. The radix kernel streams the whole
+for spread-out scores: k * G entries, a quarter of one full pass at G = 16, k = 2048, W = 128K)
++ 8 per passing group (its id written and read back) + 8 per candidate written and read back
++ 4 per output index. The radix kernel streams the whole
 row 2-4 times. Fallback rows cost what launch_topk costs, plus the group maxima (and, for crowded
 rows, the aborted pass up to where the list overflowed).
 
