@@ -195,22 +195,35 @@ def _groups_fit(ks, ke, width, k):
     return fits
 
 
+GROUP_MAXIMA = ("pass", "epilogue")
+
+
 def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, score_config=None,
-                 topk_cfg=None, out=None, prune=False):
-    """prune: the score kernel also writes group maxima, and the top-k reads only the groups that
-    can hold a top-k score (kernels/topk_pruned.py; the same selection). Chunks whose rows are too
-    short for a useful bound (pruning_group == 0) run the plain top-k."""
+                 topk_cfg=None, out=None, prune=False, group_maxima="pass"):
+    """prune: the top-k reads only the groups of a row that can hold a top-k score
+    (kernels/topk_pruned.py; the same selection), bounded by the rows' group maxima, which come
+    from a streaming pass over the scores (group_maxima="pass", kernels/group_max.py) or from the
+    score kernel's epilogue ("epilogue"). Chunks whose rows are too short for a useful bound
+    (pruning_group == 0) run the plain top-k."""
+    if group_maxima not in GROUP_MAXIMA:
+        raise ValueError(f"group_maxima must be one of {GROUP_MAXIMA}, got {group_maxima!r}")
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     chunks = _chunks(T, query_chunk)
+    in_epilogue = prune and group_maxima == "epilogue"
     plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(q),
-                         group_maxima=prune) for a, b in chunks]
+                         group_maxima=in_epilogue) for a, b in chunks]
     groups = [0] * len(plans)
     if prune:
-        from .topk_pruned import launch_topk_pruned, scratch_for_pruned
+        from .group_max import launch_group_max
+        from .topk_pruned import launch_topk_pruned, scratch_for_pruned, topk_pruned_config
 
-        groups = [pruning_group(p["width"], topk, p["cfg"]["BLOCK_N"], _groups_fit(ks[a:b], ke[a:b], p["width"], topk))
-                  for p, (a, b) in zip(plans, chunks)]
+        def group_for(p, a, b):
+            if p["width"] <= topk_pruned_config(p["width"], topk)["CAP"]:
+                return 0            # every row fits the top-k's registers: nothing to prune
+            return pruning_group(p["width"], topk, p["cfg"]["BLOCK_N"] if in_epilogue else 64,
+                                 _groups_fit(ks[a:b], ke[a:b], p["width"], topk))
+        groups = [group_for(p, a, b) for p, (a, b) in zip(plans, chunks)]
     width = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
     buf = torch.empty((max(rows, 1), max(width, 1)), dtype=torch.float32, device=q.device)
@@ -230,6 +243,8 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
             for t0, t1 in cs:
                 g = groups[chunks.index((t0, t1))]
                 if g:
+                    if not in_epilogue:
+                        launch_group_max(buf[: t1 - t0], row_len[t0:t1], ks[t0:t1], g, out=gmax[: t1 - t0])
                     launch_topk_pruned(buf[: t1 - t0], gmax[: t1 - t0], topk, row_len[t0:t1], ks[t0:t1], g,
                                        out=out[t0:t1], scratch=pscratch[g])
                 else:
@@ -240,7 +255,8 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     def build(cs):
         idx = [chunks.index(c) for c in cs]
         ps = [plans[i] for i in idx]
-        scores = _scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps, gmax=gmax, groups=[groups[i] for i in idx])
+        scores = _scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps, gmax=gmax if in_epilogue else None,
+                               groups=[groups[i] for i in idx] if in_epilogue else None)
         if gmax is not None:
             return [scores, pruned_topk(cs)]
         return [scores, _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg)]
@@ -254,12 +270,12 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
         # the k groups that reach the bound, instead of every score
         pruned = [(b - a, g) for (a, b), g in zip(chunks, groups) if g]
         pruned_pairs = sum(_pairs(ks[a:b], ke[a:b]) for (a, b), g in zip(chunks, groups) if g)
-        nbytes -= pruned_pairs * 4
+        nbytes -= pruned_pairs * (0 if not in_epilogue else 4)     # the pass reads every score once more
         nbytes += sum(_pairs(ks[a:b], ke[a:b]) * 8 // g for (a, b), g in zip(chunks, groups) if g)
         nbytes += sum(n * topk * g * 4 for n, g in pruned)
     run = _interleave(_per_chunk(build, chunks))
     return Prepared(run=_returning(run, out), stages=stages, flops=flat_flops(ks, ke, H, D), bytes=nbytes,
-                    out=out, state=dict(groups=groups))
+                    out=out, state=dict(groups=groups, group_maxima=group_maxima if prune else None))
 
 
 def _returning(run, out):
@@ -436,8 +452,9 @@ def prepare_pool_update(k, k_scale, block_size, kbar, kbar_scale, block_ids):
     return run
 
 
-def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096, prune=False):
-    return prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk, prune=prune).run()
+def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096, prune=False, group_maxima="pass"):
+    return prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk, prune=prune,
+                        group_maxima=group_maxima).run()
 
 
 def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",

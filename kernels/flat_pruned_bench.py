@@ -1,0 +1,77 @@
+"""The flat pipeline with and without the pruned top-k, on the GPU: where its group maxima come from
+(the score kernel's epilogue, or a streaming pass over the scores) and what each stage costs.
+
+    python -m kernels.flat_pruned_bench [--out DIR] [--lengths 32768,65536,131072] [--rep 60]
+
+One 1024-query chunk at the tail of L (kernels/profile_chunk.chunk_inputs), random and structured
+inputs; every variant's selection checked equal (as sorted sets) to plain flat's; whole-pipeline
+and per-stage medians from triton.testing.do_bench (L2 flushed). Not the product's measurement
+(`hisa-bench speed --backend flat,flat-pruned` is); the record of which variant flat-pruned uses.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+import triton
+import triton.testing
+
+from kernels import indexers
+from kernels.profile_chunk import K, chunk_inputs
+
+VARIANTS = {
+    "flat": dict(prune=False),
+    "pruned-pass": dict(prune=True, group_maxima="pass"),
+    "pruned-epilogue": dict(prune=True, group_maxima="epilogue"),
+}
+
+
+def bench(fn, rep):
+    fn()
+    torch.cuda.synchronize()
+    return triton.testing.do_bench(fn, warmup=10, rep=rep, quantiles=[0.5, 0.2, 0.8])[0]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--lengths", default="32768,65536,131072")
+    ap.add_argument("--kinds", default="random,structured")
+    ap.add_argument("--rep", type=int, default=60)
+    a = ap.parse_args(argv)
+    rows = []
+    for L in [int(x) for x in a.lengths.split(",")]:
+        for kind in a.kinds.split(","):
+            q, k, w, ks, ke, ksc = chunk_inputs(L, kind)
+            ref = None
+            for name, kw in VARIANTS.items():
+                prep = indexers.prepare_flat(q, k, w, ks, ke, ksc, topk=K, **kw)
+                got = prep.run().clone()
+                torch.cuda.synchronize()
+                srt = torch.sort(got, 1).values
+                if ref is None:
+                    ref = srt
+                rec = dict(L=L, kind=kind, variant=name, groups=prep.state.get("groups"),
+                           exact=bool(torch.equal(srt, ref)), ms=bench(prep.run, a.rep))
+                for stage, fn in prep.stages.items():
+                    rec[f"{stage}_ms"] = bench(fn, a.rep)
+                rec["tflops_scores"] = prep.flops / rec["scores_ms"] / 1e9
+                rows.append(rec)
+                print(json.dumps(rec), flush=True)
+                del prep
+            torch.cuda.empty_cache()
+    with open(os.path.join(a.out, "flat_pruned_bench.json"), "w") as f:
+        json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                       commit=os.environ.get("HISA_BENCH_GIT_COMMIT"), rows=rows), f, indent=1)
+    print(f"{'L':>7} {'kind':<11}{'variant':<16}{'exact':>6}{'ms':>8}{'scores':>8}{'topk':>8}{'TFLOP/s':>9}")
+    for r in rows:
+        print(f"{r['L']:>7} {r['kind']:<11}{r['variant']:<16}{str(r['exact']):>6}{r['ms']:>8.3f}"
+              f"{r['scores_ms']:>8.3f}{r['topk_ms']:>8.3f}{r['tflops_scores']:>9.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
