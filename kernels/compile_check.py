@@ -125,6 +125,14 @@ def cases():
         S="*fp32", GMAX="*fp32", ROW_LEN="*i32", BASE="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
         GLIST="*i32", PATH="*i32", k="i32", min_groups="i32", stride_s="i32", stride_g="i32",
         stride_o="i32"), dict(G=16, K_PAD=2048, HAS_BASE=True, HAS_PATH=False, **cfg), nw, 3, opts
+    from kernels import group_max
+
+    for g in (4, 16):
+        gcfg = group_max.group_max_config(131072, g)
+        gcfg.pop("GROUPS_PER_PROG")
+        yield f"group_max G{g}", group_max._group_max_kernel, dict(
+            S="*fp32", ROW_LEN="*i32", BASE="*i32", OUT="*fp32", stride_s="i32", stride_o="i32",
+            GROUPS_PER_PROG="i32"), dict(G=g, TILE_GROUPS=gcfg["TILE_GROUPS"], HAS_BASE=True), gcfg["num_warps"], 3
     yield "pool mean fp8", pooling._pool_mean_kernel, dict(
         K="*fp8e4nv", K_SCALE="*fp32", OUT="*fp8e4nv", OUT_SCALE="*fp32", BLOCK_IDS="*i32", N="i32",
         stride_kn="i32", stride_on="i32", FIRST_BLOCK="i32"), dict(D=128, DP=128, BS=128, ROWS=128, HAS_SCALE=True,
