@@ -1,0 +1,67 @@
+"""HISA's stages on the GPU under launch-config variants of its block-score kernel.
+
+    python -m kernels.hisa_stage_bench [--out DIR] [--lengths 65536,131072] [--configs "maxnreg=128"]
+
+One 1024-query chunk at the tail of L (kernels/profile_chunk.chunk_inputs), random inputs; each
+variant's selection checked equal (as sorted sets) to the default's; whole-pipeline and per-stage
+medians from triton.testing.do_bench (L2 flushed). The record of why the block-score launch is
+what it is; `hisa-bench speed` is the product's measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+import triton
+import triton.testing
+
+from kernels import indexers
+from kernels.profile_chunk import B, K, M_BLOCKS, chunk_inputs
+
+
+def bench(fn, rep):
+    fn()
+    torch.cuda.synchronize()
+    return triton.testing.do_bench(fn, warmup=10, rep=rep, quantiles=[0.5, 0.2, 0.8])[0]
+
+
+def parse(spec: str) -> dict:
+    return {kv.split("=")[0]: int(kv.split("=")[1]) for kv in spec.split(":") if kv}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--lengths", default="65536,131072")
+    ap.add_argument("--configs", default="maxnreg=128", help="';'-separated block-score configs")
+    ap.add_argument("--rep", type=int, default=60)
+    a = ap.parse_args(argv)
+    variants = {"default": None, **{spec: parse(spec) for spec in a.configs.split(";") if spec}}
+    rows = []
+    for L in [int(x) for x in a.lengths.split(",")]:
+        q, k, w, ks, ke, ksc = chunk_inputs(L, "random")
+        ref = None
+        for name, cfg in variants.items():
+            prep = indexers.prepare_hisa(q, k, w, ks, ke, ksc, topk=K, block_size=B, blocks=M_BLOCKS,
+                                         score_config=cfg)
+            srt = torch.sort(prep.run().clone(), 1).values
+            ref = srt if ref is None else ref
+            rec = dict(L=L, variant=name, exact=bool(torch.equal(srt, ref)), ms=bench(prep.run, a.rep))
+            for stage, fn in prep.stages.items():
+                rec[f"{stage}_ms"] = bench(fn, a.rep)
+            rows.append(rec)
+            print(json.dumps(rec), flush=True)
+    with open(os.path.join(a.out, "hisa_stage_bench.json"), "w") as f:
+        json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                       commit=os.environ.get("HISA_BENCH_GIT_COMMIT"), rows=rows), f, indent=1)
+    for r in rows:
+        print(f"{r['L']:>7} {r['variant']:<16}{str(r['exact']):>6}{r['ms']:>8.3f} block_scores "
+              f"{r['block_scores_ms']:.4f} block_topk {r['block_topk_ms']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
