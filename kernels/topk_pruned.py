@@ -59,44 +59,90 @@ PATH_SHORT = 0          # row_len <= CAP: registers only
 PATH_PRUNED = 1         # group maxima bound, candidates from passing groups only
 PATH_FEW_GROUPS = 2     # fewer than k (MIN_GROUP_RATIO * k) valid group maxima: full narrowing
 PATH_MANY_GROUPS = 3    # more than GCAP + TILE_G groups: full narrowing
-PATH_CROWDED = 4        # more than CAP candidates at the bound: full narrowing
+PATH_CROWDED = 4        # more than CAP candidates and >= k keys above the bound: full narrowing
+PATH_TIED = 5           # more than CAP candidates, fewer than k above the bound: the k-th key is the
+                        # bound, a second pass over the passing groups writes the result
 PATH_NAMES = {PATH_SHORT: "short", PATH_PRUNED: "pruned", PATH_FEW_GROUPS: "few_groups",
-              PATH_MANY_GROUPS: "many_groups", PATH_CROWDED: "crowded"}
+              PATH_MANY_GROUPS: "many_groups", PATH_CROWDED: "crowded", PATH_TIED: "tied"}
 # the same codes as the kernel sees them (a jitted function reads only constexpr globals)
 _SHORT = tl.constexpr(PATH_SHORT)
 _PRUNED = tl.constexpr(PATH_PRUNED)
 _FEW_GROUPS = tl.constexpr(PATH_FEW_GROUPS)
 _MANY_GROUPS = tl.constexpr(PATH_MANY_GROUPS)
 _CROWDED = tl.constexpr(PATH_CROWDED)
+_TIED = tl.constexpr(PATH_TIED)
 
 
 @triton.jit
-def _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
+def _group_tile(srow, gl, p0, npass, n, a, G: tl.constexpr, TILE_G: tl.constexpr):
+    """The entries of passing groups p0 .. p0 + TILE_G - 1 (ids gl): row offsets, keys, mask."""
+    t = tl.arange(0, TILE_G)
+    j = gl[:, None] * G - a + tl.arange(0, G)[None, :]
+    m = (p0 + t < npass)[:, None] & (j >= 0) & (j < n)
+    kx = _to_key(tl.load(srow + j, mask=m, other=float("-inf")))
+    return j, kx, m
+
+
+@triton.jit
+def _rank_in_tile(flag):
+    """1-based rank of each set entry of a [TILE_G, G] tile in position order (groups in order,
+    entries in order within a group), and the tile's count."""
+    in_group = tl.sum(flag, axis=1)
+    rank = (tl.cumsum(in_group, axis=0) - in_group)[:, None] + tl.cumsum(flag, axis=1)
+    return rank, tl.sum(in_group, axis=0)
+
+
+@triton.jit
+def _list_from_groups(srow, glist, npass, n, a, bound, k, CAND_K, CAND_I, cand_base,
                       G: tl.constexpr, TILE_G: tl.constexpr, CAP: tl.constexpr):
     """List (position order, at most CAP stored) every entry with key >= bound of the npass
-    passing groups whose ids glist holds (ascending); returns how many there are (counting
-    stops once past CAP)."""
+    passing groups whose ids glist holds (ascending). Returns (n_ge, n_gt): how many keys are
+    >= bound and > bound. Once the list is full the pass goes on counting while n_gt < k (the
+    tied pass may still resolve the row) and stops when n_gt >= k (only the narrowing can)."""
     n_in = n * 0
+    n_gt = n * 0
     p0 = n * 0
     t = tl.arange(0, TILE_G)
     gl = tl.load(glist + t, mask=t < npass, other=0)
-    while (p0 < npass) & (n_in <= CAP):
+    while (p0 < npass) & ((n_in <= CAP) | (n_gt < k)):
         # the next tile's group ids are in flight while this tile is read
         gl_next = tl.load(glist + p0 + TILE_G + t, mask=p0 + TILE_G + t < npass, other=0)
-        j = gl[:, None] * G - a + tl.arange(0, G)[None, :]
-        m = (p0 + t < npass)[:, None] & (j >= 0) & (j < n)
-        kx = _to_key(tl.load(srow + j, mask=m, other=float("-inf")))
+        j, kx, m = _group_tile(srow, gl, p0, npass, n, a, G, TILE_G)
         inb = (m & (kx >= bound)).to(tl.int32)
-        # position order: groups in order, entries in order within a group
-        in_group = tl.sum(inb, axis=1)
-        cpos = n_in + (tl.cumsum(in_group, axis=0) - in_group)[:, None] + tl.cumsum(inb, axis=1) - 1
+        rank, cnt = _rank_in_tile(inb)
+        cpos = n_in + rank - 1
         st = (inb != 0) & (cpos < CAP)
         tl.store(CAND_K + cand_base + cpos, kx.to(tl.int32, bitcast=True), mask=st)
         tl.store(CAND_I + cand_base + cpos, j, mask=st)
-        n_in += tl.sum(in_group, axis=0)
+        n_in += cnt
+        n_gt += tl.sum(tl.sum((m & (kx > bound)).to(tl.int32), axis=1), axis=0)
         gl = gl_next
         p0 += TILE_G
-    return n_in
+    return n_in, n_gt
+
+
+@triton.jit
+def _write_tied(srow, glist, npass, n, a, bound, need, k, orow, base, G: tl.constexpr, TILE_G: tl.constexpr):
+    """The k-th key is the bound itself (fewer than k keys above it, need = k - those): every key
+    > bound and the first `need` keys == bound (position order) of the passing groups go straight
+    to orow, no candidate list. Stops once k positions are written."""
+    written = n * 0
+    n_eq = n * 0
+    p0 = n * 0
+    t = tl.arange(0, TILE_G)
+    gl = tl.load(glist + t, mask=t < npass, other=0)
+    while (p0 < npass) & (written < k):
+        gl_next = tl.load(glist + p0 + TILE_G + t, mask=p0 + TILE_G + t < npass, other=0)
+        j, kx, m = _group_tile(srow, gl, p0, npass, n, a, G, TILE_G)
+        eq = (m & (kx == bound)).to(tl.int32)
+        eq_rank, eq_cnt = _rank_in_tile(eq)
+        take = (m & (kx > bound)) | ((eq != 0) & (n_eq + eq_rank <= need))
+        rank, cnt = _rank_in_tile(take.to(tl.int32))
+        tl.store(orow + written + rank - 1, base + j, mask=take)
+        written += cnt
+        n_eq += eq_cnt
+        gl = gl_next
+        p0 += TILE_G
 
 
 @triton.jit
@@ -124,7 +170,12 @@ def _topk_pruned_kernel(
         grow = GMAX + row.to(tl.int64) * stride_g
         cand_base = row.to(tl.int64) * CAP
         path = n * 0 + _MANY_GROUPS
+        # defaults of the rows that take no candidate pass: straight to the narrowing
         n_in = n * 0 + CAP + 1
+        n_gt = n * 0 + k
+        npass = n * 0
+        bound = (n * 0).to(tl.uint32)
+        glist = GLIST + row.to(tl.int64) * (GCAP + TILE_G)
         if ng <= GCAP + TILE_G:
             # the bound comes from the first GCAP groups: the k-th largest of a subset of the
             # maxima is still reached by k distinct entries. The up to TILE_G groups past them (a
@@ -141,17 +192,19 @@ def _topk_pruned_kernel(
                 tp = _to_key(tl.load(grow + ti, mask=ti < ng, other=float("-inf"))) >= bound
                 n_head = tl.sum(gp.to(tl.int32), axis=0)
                 npass = n_head + tl.sum(tp.to(tl.int32), axis=0)
-                if npass <= CAP:                   # (each passing group holds >= 1 candidate)
-                    glist = GLIST + row.to(tl.int64) * (GCAP + TILE_G)
-                    tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
-                    tl.store(glist + n_head + tl.cumsum(tp.to(tl.int32), axis=0) - 1, ti, mask=tp)
-                    tl.debug_barrier()             # (the ids are read back by other threads)
-                    n_in = _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
-                                             G, TILE_G, CAP)
-                path = tl.where(n_in <= CAP, _PRUNED, _CROWDED)
+                tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
+                tl.store(glist + n_head + tl.cumsum(tp.to(tl.int32), axis=0) - 1, ti, mask=tp)
+                tl.debug_barrier()                 # (the ids are read back by other threads)
+                n_in, n_gt = _list_from_groups(srow, glist, npass, n, a, bound, k, CAND_K, CAND_I, cand_base,
+                                               G, TILE_G, CAP)
+                path = tl.where(n_in <= CAP, _PRUNED, tl.where(n_gt < k, _TIED, _CROWDED))
         if n_in <= CAP:
             # >= k valid group maxima: >= k valid entries, all k slots are written
             _write_listed(CAND_K, CAND_I, cand_base, n_in, k, 0, orow, row, base, ROW_LEN, 0, CAP, False, 1)
+            kk = n * 0 + k
+        elif n_gt < k:
+            # more than CAP keys >= bound but fewer than k above it: the k-th key is the bound
+            _write_tied(srow, glist, npass, n, a, bound, k - n_gt, k, orow, base, G, TILE_G)
             kk = n * 0 + k
         else:
             # the long-row body rewrites the candidate list: order it after this program's stores
