@@ -53,7 +53,8 @@ import triton
 import triton.language as tl
 
 from ._runtime import INTERPRETED, next_pow2
-from .topk import _kth_in_registers, _long_row, _pad_unused, _short_row, _to_key, _write_listed, topk_scratch
+from .topk import (MANY_ROWS_PER_SM, _kth_in_registers, _long_row, _pad_unused, _short_row, _sm_count, _to_key,
+                   _write_listed, topk_config, topk_scratch)
 
 PATH_SHORT = 0          # row_len <= CAP: registers only
 PATH_PRUNED = 1         # group maxima bound, candidates from passing groups only
@@ -215,27 +216,41 @@ def _topk_pruned_kernel(
         tl.store(PATH + row, path)
 
 
-def topk_pruned_config(width: int, k: int, group_size: int = 16):
+def topk_pruned_config(width: int, k: int, group_size: int = 16, rows: int | None = None, device=None):
     """CAP: short-row capacity and candidate-list length; GCAP: group maxima held in registers;
-    TILE_G: groups per step of the candidate pass; TILE: keys per step of the fallback passes."""
+    TILE_G: groups per step of the candidate and tied passes; TILE: keys per step of the fallback
+    passes. The launch's warps and register cap depend on the row count too (as in
+    kernels/topk.topk_config); CAP, GCAP and TILE_G (the scratch's shape) do not.
+
+    Measured on an H200 (rows of 131072, k = 2048, G = 16, group maxima given; exact), ms:
+      rows  kind        radix   4 warps+128 regs  +TILE_G=32  4 warps  8 warps  2 warps  torch
+      1024  random      1.158   0.569             0.546       1.001    0.979    0.964    1.657
+      1024  structured  1.420   0.579             0.554       1.010    1.002    0.972    1.676
+      1024  window      1.147   0.613             0.567       1.038    1.036    1.015    1.673
+      1024  clusters    1.720   2.158             2.138       2.956    4.021    2.643    1.620
+        64  random      0.271   0.256 (8 warps: 0.149; 16 warps: 0.106-0.109)          0.191
+    (TILE_G = 64 unless named; the warp columns without a register cap; clusters: every row
+    crowded, before the tied path.) Many rows: register-bound programs, small and capped win.
+    Few rows (at most MANY_ROWS_PER_SM programs per SM): each row's passes are the critical
+    path, so 16 warps per row (measured at TILE_G = 64; TILE_G is one for both, the scratch's
+    shape may not depend on the row count)."""
     if INTERPRETED:
         # pinned and tiny (the interpreter pays per operation): tests pass their own to reach each path
         return dict(CAP=max(16, min(next_pow2(width), 256)), GCAP=64, TILE_G=8, TILE=256, MIN_GROUP_RATIO=1.0,
                     num_warps=4)
     cap = 8192
     if width <= cap:
-        # every row is short: exactly kernels/topk.py's choice
-        cap = max(16, next_pow2(width))
-        return dict(CAP=cap, GCAP=16, TILE_G=16, TILE=1024, MIN_GROUP_RATIO=1.0,
-                    num_warps=8 if cap >= 1024 else 4)
+        # every row is short: the short-row body of kernels/topk.py, with its launch choice
+        return dict(topk_config(width, k, rows, device), GCAP=16, TILE_G=16, MIN_GROUP_RATIO=1.0)
     gcap = max(16, next_pow2(width // group_size))       # (+ TILE_G: the extra group of unaligned rows)
     # MIN_GROUP_RATIO: with fewer than about 1.5 k groups (W = 32K at G = 16, k = 2048) the bound is
     # near the smallest group maximum and more than CAP candidates pass on random rows (a torch
     # simulation of make_rows: ~11K candidates at 1.0 k groups, ~3.3K at 1.5 k, ~2.3K at 4 k), so
     # those rows go straight to the narrowing instead of aborting a candidate pass first.
-    # The rest is a first guess, to be tuned on the H200 with kernels/topk_bench.py --pruned.
-    return dict(CAP=cap, GCAP=min(gcap, 8192), TILE_G=64, TILE=1024, MIN_GROUP_RATIO=1.5, num_warps=4,
-                maxnreg=128)
+    cfg = dict(CAP=cap, GCAP=min(gcap, 8192), TILE_G=32, TILE=1024, MIN_GROUP_RATIO=1.5)
+    if rows is not None and rows <= MANY_ROWS_PER_SM * _sm_count(device):
+        return dict(cfg, num_warps=16)
+    return dict(cfg, num_warps=4, maxnreg=128)
 
 
 def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int = 16, *, out=None,
@@ -248,7 +263,7 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
     G = int(group_size)
     if G < 1 or G & (G - 1):
         raise ValueError(f"group_size must be a power of two, got {group_size}")
-    cfg = topk_pruned_config(W, k, G)
+    cfg = topk_pruned_config(W, k, G, T, scores.device)
     if config:
         cfg.update(config)
     if INTERPRETED or not cfg.get("maxnreg", 1):
@@ -277,7 +292,7 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
 
 def scratch_for_pruned(rows: int, width: int, k: int, device, config=None, group_size: int = 16):
     """The scratch launch_topk_pruned needs for rows of this width (allocate once, reuse)."""
-    cfg = topk_pruned_config(width, k, group_size)
+    cfg = topk_pruned_config(width, k, group_size, rows, device)
     if config:
         cfg.update(config)
     return pruned_scratch(rows if width > cfg["CAP"] else 1, cfg["CAP"], cfg["GCAP"] + cfg["TILE_G"], device)

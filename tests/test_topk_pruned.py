@@ -9,7 +9,7 @@ from kernels.checks import selection_errors
 from kernels.topk import launch_topk
 from kernels.topk_naive import topk_ref
 from kernels.topk_pruned import (PATH_CROWDED, PATH_FEW_GROUPS, PATH_MANY_GROUPS, PATH_PRUNED, PATH_SHORT,
-                                 PATH_TIED, launch_topk_pruned, scratch_for_pruned)
+                                 PATH_TIED, launch_topk_pruned, scratch_for_pruned, topk_pruned_config)
 from kernels.topk_pruned_naive import group_max_ref, n_groups_ref, pruning_bound_ref
 from tests.conftest import gpu_only
 from tests.helpers import as_sets
@@ -278,6 +278,33 @@ def test_wrong_group_maxima_are_noticed(device):
     low, _ = run(lowered)
     for t in range(T):
         assert int(best[t] + base[t]) not in low[t] and int(best[t] + base[t]) in ref[t]
+
+
+def test_config_by_row_count(monkeypatch):
+    """The GPU configs (the interpreter pins its own): few rows get 16 warps without a register
+    cap, many rows 4 warps capped at 128 registers; the scratch's shape (CAP, GCAP, TILE_G) is
+    the same for any row count, so scratch allocated for a chunk fits its shorter tails."""
+    import kernels.topk as topk_mod
+    import kernels.topk_pruned as pruned_mod
+
+    monkeypatch.setattr(pruned_mod, "INTERPRETED", False)
+    monkeypatch.setattr(topk_mod, "INTERPRETED", False)
+    monkeypatch.setattr(pruned_mod, "_sm_count", lambda device=None: 132)
+    monkeypatch.setattr(topk_mod, "_sm_count", lambda device=None: 132)
+    for width in (4096, 32768, 131072):
+        shapes = set()
+        for rows in (1, 64, 264, 265, 1024, None):
+            cfg = topk_pruned_config(width, 2048, 16, rows)
+            shapes.add((cfg["CAP"], cfg["GCAP"], cfg["TILE_G"], cfg["TILE"], cfg["MIN_GROUP_RATIO"]))
+            few = rows is not None and rows <= 264
+            if width > 8192:
+                assert cfg["TILE_G"] == 32 and cfg["GCAP"] == min(8192, width // 16)
+                assert (cfg["num_warps"], cfg.get("maxnreg")) == ((16, None) if few else (4, 128)), (width, rows)
+            else:                  # short rows only: kernels/topk.py's launch choice
+                want = topk_mod.topk_config(width, 2048, rows)
+                assert all(cfg[key] == v for key, v in want.items())
+        assert len(shapes) == 1, (width, shapes)
+    assert topk_pruned_config(131072, 2048, 16) == topk_pruned_config(131072, 2048, 16, rows=1024)
 
 
 def test_group_max_ref_against_loop():
