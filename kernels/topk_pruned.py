@@ -28,18 +28,29 @@ One program per row:
   4. the ids of the groups whose maximum is >= B are listed (ascending, cumsum compaction, in a
      per-row scratch of GCAP + TILE_G), then read TILE_G groups a step: a [TILE_G, G] load masked by
      0 <= j < row_len, entries with key >= B appended to the row's candidate list (position order,
-     cumsum compaction) while it has room (CAP). Only passing groups are touched.
-     More than CAP passing groups mean more than CAP candidates: no pass at all.
-  5. at most CAP candidates: resolved in registers (topk.py's _write_from_registers, need = k).
-     More (crowded rows: masses of equal or clustered scores, e.g. ReLU zeros when fewer than k
-     groups hold a positive score; rows rising monotonically, where whole groups pass, about k * G
-     candidates): topk.py's long-row body over the whole row.
+     cumsum compaction) while it has room (CAP). Only passing groups are touched. The pass also
+     counts c_ge (keys >= B) and c_gt (keys > B); once the list is full it goes on counting only
+     while c_gt < k (past that only the narrowing can resolve the row).
+  5. c_ge <= CAP: the list is resolved in registers (topk.py's _write_from_registers, need = k).
+  6. c_ge > CAP but c_gt < k (c_ge >= k always): the k-th key IS B. A second pass over the
+     passing groups writes every key > B and the first k - c_gt keys == B (position order: the
+     lowest positions win ties) straight to the output, no list (as topk.py's last pass does for
+     a single-key interval); it stops once k positions are written. The rows this serves: ReLU
+     zeros when fewer than k keys are positive (B = 0.0, every zero a candidate), all-equal rows.
+  7. c_ge > CAP and c_gt >= k (crowded rows: clustered scores, rows rising monotonically where
+     whole groups pass, about k * G candidates): topk.py's long-row body over the whole row.
 Bytes per pruned row: 4 * n_groups (the group maxima) + 4 * G per passing group (about k groups
 for spread-out scores: k * G entries, a quarter of one full pass at G = 16, k = 2048, W = 128K)
 + 8 per passing group (its id written and read back) + 8 per candidate written and read back
-+ 4 per output index. The radix kernel streams the whole
-row 2-4 times. Fallback rows cost what launch_topk costs, plus the group maxima (and, for crowded
-rows, the aborted pass up to where the list overflowed).
++ 4 per output index. A tied row: the group maxima + the counting pass over its passing groups
+(4 * G + 8 each) + the first CAP candidates written (8 each) + the second pass (4 per passing
+group: its maximum, read again, and its id; 4 * G per group it reads: the groups up to where the
+ties' quota is filled, then only those whose maximum is above B, up to where the k-th position
+is written) + 4 per output index. With every group passing (ReLU zeros, fewer than k
+positives) that is one read of the row plus the quota's groups and the < k groups holding a
+positive. The radix kernel streams the whole row 2-4 times.
+Fallback rows cost what launch_topk costs, plus the group maxima (and, for crowded rows, the
+counting pass up to where c_gt reached k past the full list).
 
 A debugging aid, path_out[t], says which path a row took (PATH_* below): tests use it to prove
 each path runs, the benchmark to report how many rows were pruned.
@@ -75,11 +86,11 @@ _TIED = tl.constexpr(PATH_TIED)
 
 
 @triton.jit
-def _group_tile(srow, gl, p0, npass, n, a, G: tl.constexpr, TILE_G: tl.constexpr):
-    """The entries of passing groups p0 .. p0 + TILE_G - 1 (ids gl): row offsets, keys, mask."""
-    t = tl.arange(0, TILE_G)
+def _group_tile(srow, gl, live, n, a, G: tl.constexpr, TILE_G: tl.constexpr):
+    """The entries of the groups gl (TILE_G ids; those with live false are not read): row offsets,
+    keys, mask."""
     j = gl[:, None] * G - a + tl.arange(0, G)[None, :]
-    m = (p0 + t < npass)[:, None] & (j >= 0) & (j < n)
+    m = live[:, None] & (j >= 0) & (j < n)
     kx = _to_key(tl.load(srow + j, mask=m, other=float("-inf")))
     return j, kx, m
 
@@ -108,7 +119,7 @@ def _list_from_groups(srow, glist, npass, n, a, bound, k, CAND_K, CAND_I, cand_b
     while (p0 < npass) & ((n_in <= CAP) | (n_gt < k)):
         # the next tile's group ids are in flight while this tile is read
         gl_next = tl.load(glist + p0 + TILE_G + t, mask=p0 + TILE_G + t < npass, other=0)
-        j, kx, m = _group_tile(srow, gl, p0, npass, n, a, G, TILE_G)
+        j, kx, m = _group_tile(srow, gl, p0 + t < npass, n, a, G, TILE_G)
         inb = (m & (kx >= bound)).to(tl.int32)
         rank, cnt = _rank_in_tile(inb)
         cpos = n_in + rank - 1
@@ -123,10 +134,11 @@ def _list_from_groups(srow, glist, npass, n, a, bound, k, CAND_K, CAND_I, cand_b
 
 
 @triton.jit
-def _write_tied(srow, glist, npass, n, a, bound, need, k, orow, base, G: tl.constexpr, TILE_G: tl.constexpr):
+def _write_tied(srow, grow, glist, npass, n, a, bound, need, k, orow, base, G: tl.constexpr, TILE_G: tl.constexpr):
     """The k-th key is the bound itself (fewer than k keys above it, need = k - those): every key
     > bound and the first `need` keys == bound (position order) of the passing groups go straight
-    to orow, no candidate list. Stops once k positions are written."""
+    to orow, no candidate list. Once `need` ties are taken only groups whose maximum (grow) is
+    above the bound are read; stops once k positions are written."""
     written = n * 0
     n_eq = n * 0
     p0 = n * 0
@@ -134,7 +146,11 @@ def _write_tied(srow, glist, npass, n, a, bound, need, k, orow, base, G: tl.cons
     gl = tl.load(glist + t, mask=t < npass, other=0)
     while (p0 < npass) & (written < k):
         gl_next = tl.load(glist + p0 + TILE_G + t, mask=p0 + TILE_G + t < npass, other=0)
-        j, kx, m = _group_tile(srow, gl, p0, npass, n, a, G, TILE_G)
+        # groups at the bound hold nothing above it: skip them once the ties' quota is filled
+        in_list = p0 + t < npass
+        gk = _to_key(tl.load(grow + gl, mask=in_list, other=float("-inf")))
+        live = in_list & ((gk > bound) | (tl.zeros([TILE_G], tl.int32) + n_eq < need))
+        j, kx, m = _group_tile(srow, gl, live, n, a, G, TILE_G)
         eq = (m & (kx == bound)).to(tl.int32)
         eq_rank, eq_cnt = _rank_in_tile(eq)
         take = (m & (kx > bound)) | ((eq != 0) & (n_eq + eq_rank <= need))
@@ -205,7 +221,7 @@ def _topk_pruned_kernel(
             kk = n * 0 + k
         elif n_gt < k:
             # more than CAP keys >= bound but fewer than k above it: the k-th key is the bound
-            _write_tied(srow, glist, npass, n, a, bound, k - n_gt, k, orow, base, G, TILE_G)
+            _write_tied(srow, grow, glist, npass, n, a, bound, k - n_gt, k, orow, base, G, TILE_G)
             kk = n * 0 + k
         else:
             # the long-row body rewrites the candidate list: order it after this program's stores
