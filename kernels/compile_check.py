@@ -116,15 +116,16 @@ def cases():
     # the pruned top-k with the GPU's config for 128K rows in groups of 16 (flat-pruned at 128K)
     from kernels import topk_pruned
 
-    cfg = topk_pruned.topk_pruned_config(131072, 2048, 16)
-    cfg.pop("MIN_GROUP_RATIO")      # (a launch argument, not a constant)
-    nw = cfg.pop("num_warps")
-    opts = {"maxnreg": cfg.pop("maxnreg")} if cfg.get("maxnreg") else {}
-    cfg.pop("maxnreg", None)
-    yield "topk_pruned W131072 G16", topk_pruned._topk_pruned_kernel, dict(
-        S="*fp32", GMAX="*fp32", ROW_LEN="*i32", BASE="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
-        GLIST="*i32", PATH="*i32", k="i32", min_groups="i32", stride_s="i32", stride_g="i32",
-        stride_o="i32"), dict(G=16, K_PAD=2048, HAS_BASE=True, HAS_PATH=False, **cfg), nw, 3, opts
+    for what, rows in (("", None), (" few rows", 64)):      # 4 warps capped at 128 registers; 16 warps
+        cfg = topk_pruned.topk_pruned_config(131072, 2048, 16, rows)
+        cfg.pop("MIN_GROUP_RATIO")      # (a launch argument, not a constant)
+        nw = cfg.pop("num_warps")
+        opts = {"maxnreg": cfg.pop("maxnreg")} if cfg.get("maxnreg") else {}
+        cfg.pop("maxnreg", None)
+        yield f"topk_pruned W131072 G16{what}", topk_pruned._topk_pruned_kernel, dict(
+            S="*fp32", GMAX="*fp32", ROW_LEN="*i32", BASE="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
+            GLIST="*i32", PATH="*i32", k="i32", min_groups="i32", stride_s="i32", stride_g="i32",
+            stride_o="i32"), dict(G=16, K_PAD=2048, HAS_BASE=True, HAS_PATH=False, **cfg), nw, 3, opts
     from kernels import group_max
 
     for g in (4, 16):

@@ -28,18 +28,29 @@ One program per row:
   4. the ids of the groups whose maximum is >= B are listed (ascending, cumsum compaction, in a
      per-row scratch of GCAP + TILE_G), then read TILE_G groups a step: a [TILE_G, G] load masked by
      0 <= j < row_len, entries with key >= B appended to the row's candidate list (position order,
-     cumsum compaction) while it has room (CAP). Only passing groups are touched.
-     More than CAP passing groups mean more than CAP candidates: no pass at all.
-  5. at most CAP candidates: resolved in registers (topk.py's _write_from_registers, need = k).
-     More (crowded rows: masses of equal or clustered scores, e.g. ReLU zeros when fewer than k
-     groups hold a positive score; rows rising monotonically, where whole groups pass, about k * G
-     candidates): topk.py's long-row body over the whole row.
+     cumsum compaction) while it has room (CAP). Only passing groups are touched. The pass also
+     counts c_ge (keys >= B) and c_gt (keys > B); once the list is full it goes on counting only
+     while c_gt < k (past that only the narrowing can resolve the row).
+  5. c_ge <= CAP: the list is resolved in registers (topk.py's _write_from_registers, need = k).
+  6. c_ge > CAP but c_gt < k (c_ge >= k always): the k-th key IS B. A second pass over the
+     passing groups writes every key > B and the first k - c_gt keys == B (position order: the
+     lowest positions win ties) straight to the output, no list (as topk.py's last pass does for
+     a single-key interval); it stops once k positions are written. The rows this serves: ReLU
+     zeros when fewer than k keys are positive (B = 0.0, every zero a candidate), all-equal rows.
+  7. c_ge > CAP and c_gt >= k (crowded rows: clustered scores, rows rising monotonically where
+     whole groups pass, about k * G candidates): topk.py's long-row body over the whole row.
 Bytes per pruned row: 4 * n_groups (the group maxima) + 4 * G per passing group (about k groups
 for spread-out scores: k * G entries, a quarter of one full pass at G = 16, k = 2048, W = 128K)
 + 8 per passing group (its id written and read back) + 8 per candidate written and read back
-+ 4 per output index. The radix kernel streams the whole
-row 2-4 times. Fallback rows cost what launch_topk costs, plus the group maxima (and, for crowded
-rows, the aborted pass up to where the list overflowed).
++ 4 per output index. A tied row: the group maxima + the counting pass over its passing groups
+(4 * G + 8 each) + the first CAP candidates written (8 each) + the second pass (4 per passing
+group: its maximum, read again, and its id; 4 * G per group it reads: the groups up to where the
+ties' quota is filled, then only those whose maximum is above B, up to where the k-th position
+is written) + 4 per output index. With every group passing (ReLU zeros, fewer than k
+positives) that is one read of the row plus the quota's groups and the < k groups holding a
+positive. The radix kernel streams the whole row 2-4 times.
+Fallback rows cost what launch_topk costs, plus the group maxima (and, for crowded rows, the
+counting pass up to where c_gt reached k past the full list).
 
 A debugging aid, path_out[t], says which path a row took (PATH_* below): tests use it to prove
 each path runs, the benchmark to report how many rows were pruned.
@@ -53,50 +64,102 @@ import triton
 import triton.language as tl
 
 from ._runtime import INTERPRETED, next_pow2
-from .topk import _kth_in_registers, _long_row, _pad_unused, _short_row, _to_key, _write_listed, topk_scratch
+from .topk import (MANY_ROWS_PER_SM, _kth_in_registers, _long_row, _pad_unused, _short_row, _sm_count, _to_key,
+                   _write_listed, topk_config, topk_scratch)
 
 PATH_SHORT = 0          # row_len <= CAP: registers only
 PATH_PRUNED = 1         # group maxima bound, candidates from passing groups only
 PATH_FEW_GROUPS = 2     # fewer than k (MIN_GROUP_RATIO * k) valid group maxima: full narrowing
 PATH_MANY_GROUPS = 3    # more than GCAP + TILE_G groups: full narrowing
-PATH_CROWDED = 4        # more than CAP candidates at the bound: full narrowing
+PATH_CROWDED = 4        # more than CAP candidates and >= k keys above the bound: full narrowing
+PATH_TIED = 5           # more than CAP candidates, fewer than k above the bound: the k-th key is the
+                        # bound, a second pass over the passing groups writes the result
 PATH_NAMES = {PATH_SHORT: "short", PATH_PRUNED: "pruned", PATH_FEW_GROUPS: "few_groups",
-              PATH_MANY_GROUPS: "many_groups", PATH_CROWDED: "crowded"}
+              PATH_MANY_GROUPS: "many_groups", PATH_CROWDED: "crowded", PATH_TIED: "tied"}
 # the same codes as the kernel sees them (a jitted function reads only constexpr globals)
 _SHORT = tl.constexpr(PATH_SHORT)
 _PRUNED = tl.constexpr(PATH_PRUNED)
 _FEW_GROUPS = tl.constexpr(PATH_FEW_GROUPS)
 _MANY_GROUPS = tl.constexpr(PATH_MANY_GROUPS)
 _CROWDED = tl.constexpr(PATH_CROWDED)
+_TIED = tl.constexpr(PATH_TIED)
 
 
 @triton.jit
-def _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
+def _group_tile(srow, gl, live, n, a, G: tl.constexpr, TILE_G: tl.constexpr):
+    """The entries of the groups gl (TILE_G ids; those with live false are not read): row offsets,
+    keys, mask."""
+    j = gl[:, None] * G - a + tl.arange(0, G)[None, :]
+    m = live[:, None] & (j >= 0) & (j < n)
+    kx = _to_key(tl.load(srow + j, mask=m, other=float("-inf")))
+    return j, kx, m
+
+
+@triton.jit
+def _rank_in_tile(flag):
+    """1-based rank of each set entry of a [TILE_G, G] tile in position order (groups in order,
+    entries in order within a group), and the tile's count."""
+    in_group = tl.sum(flag, axis=1)
+    rank = (tl.cumsum(in_group, axis=0) - in_group)[:, None] + tl.cumsum(flag, axis=1)
+    return rank, tl.sum(in_group, axis=0)
+
+
+@triton.jit
+def _list_from_groups(srow, glist, npass, n, a, bound, k, CAND_K, CAND_I, cand_base,
                       G: tl.constexpr, TILE_G: tl.constexpr, CAP: tl.constexpr):
     """List (position order, at most CAP stored) every entry with key >= bound of the npass
-    passing groups whose ids glist holds (ascending); returns how many there are (counting
-    stops once past CAP)."""
+    passing groups whose ids glist holds (ascending). Returns (n_ge, n_gt): how many keys are
+    >= bound and > bound. Once the list is full the pass goes on counting while n_gt < k (the
+    tied pass may still resolve the row) and stops when n_gt >= k (only the narrowing can)."""
     n_in = n * 0
+    n_gt = n * 0
     p0 = n * 0
     t = tl.arange(0, TILE_G)
     gl = tl.load(glist + t, mask=t < npass, other=0)
-    while (p0 < npass) & (n_in <= CAP):
+    while (p0 < npass) & ((n_in <= CAP) | (n_gt < k)):
         # the next tile's group ids are in flight while this tile is read
         gl_next = tl.load(glist + p0 + TILE_G + t, mask=p0 + TILE_G + t < npass, other=0)
-        j = gl[:, None] * G - a + tl.arange(0, G)[None, :]
-        m = (p0 + t < npass)[:, None] & (j >= 0) & (j < n)
-        kx = _to_key(tl.load(srow + j, mask=m, other=float("-inf")))
+        j, kx, m = _group_tile(srow, gl, p0 + t < npass, n, a, G, TILE_G)
         inb = (m & (kx >= bound)).to(tl.int32)
-        # position order: groups in order, entries in order within a group
-        in_group = tl.sum(inb, axis=1)
-        cpos = n_in + (tl.cumsum(in_group, axis=0) - in_group)[:, None] + tl.cumsum(inb, axis=1) - 1
+        rank, cnt = _rank_in_tile(inb)
+        cpos = n_in + rank - 1
         st = (inb != 0) & (cpos < CAP)
         tl.store(CAND_K + cand_base + cpos, kx.to(tl.int32, bitcast=True), mask=st)
         tl.store(CAND_I + cand_base + cpos, j, mask=st)
-        n_in += tl.sum(in_group, axis=0)
+        n_in += cnt
+        n_gt += tl.sum(tl.sum((m & (kx > bound)).to(tl.int32), axis=1), axis=0)
         gl = gl_next
         p0 += TILE_G
-    return n_in
+    return n_in, n_gt
+
+
+@triton.jit
+def _write_tied(srow, grow, glist, npass, n, a, bound, need, k, orow, base, G: tl.constexpr, TILE_G: tl.constexpr):
+    """The k-th key is the bound itself (fewer than k keys above it, need = k - those): every key
+    > bound and the first `need` keys == bound (position order) of the passing groups go straight
+    to orow, no candidate list. Once `need` ties are taken only groups whose maximum (grow) is
+    above the bound are read; stops once k positions are written."""
+    written = n * 0
+    n_eq = n * 0
+    p0 = n * 0
+    t = tl.arange(0, TILE_G)
+    gl = tl.load(glist + t, mask=t < npass, other=0)
+    while (p0 < npass) & (written < k):
+        gl_next = tl.load(glist + p0 + TILE_G + t, mask=p0 + TILE_G + t < npass, other=0)
+        # groups at the bound hold nothing above it: skip them once the ties' quota is filled
+        in_list = p0 + t < npass
+        gk = _to_key(tl.load(grow + gl, mask=in_list, other=float("-inf")))
+        live = in_list & ((gk > bound) | (tl.zeros([TILE_G], tl.int32) + n_eq < need))
+        j, kx, m = _group_tile(srow, gl, live, n, a, G, TILE_G)
+        eq = (m & (kx == bound)).to(tl.int32)
+        eq_rank, eq_cnt = _rank_in_tile(eq)
+        take = (m & (kx > bound)) | ((eq != 0) & (n_eq + eq_rank <= need))
+        rank, cnt = _rank_in_tile(take.to(tl.int32))
+        tl.store(orow + written + rank - 1, base + j, mask=take)
+        written += cnt
+        n_eq += eq_cnt
+        gl = gl_next
+        p0 += TILE_G
 
 
 @triton.jit
@@ -124,7 +187,12 @@ def _topk_pruned_kernel(
         grow = GMAX + row.to(tl.int64) * stride_g
         cand_base = row.to(tl.int64) * CAP
         path = n * 0 + _MANY_GROUPS
+        # defaults of the rows that take no candidate pass: straight to the narrowing
         n_in = n * 0 + CAP + 1
+        n_gt = n * 0 + k
+        npass = n * 0
+        bound = (n * 0).to(tl.uint32)
+        glist = GLIST + row.to(tl.int64) * (GCAP + TILE_G)
         if ng <= GCAP + TILE_G:
             # the bound comes from the first GCAP groups: the k-th largest of a subset of the
             # maxima is still reached by k distinct entries. The up to TILE_G groups past them (a
@@ -141,17 +209,19 @@ def _topk_pruned_kernel(
                 tp = _to_key(tl.load(grow + ti, mask=ti < ng, other=float("-inf"))) >= bound
                 n_head = tl.sum(gp.to(tl.int32), axis=0)
                 npass = n_head + tl.sum(tp.to(tl.int32), axis=0)
-                if npass <= CAP:                   # (each passing group holds >= 1 candidate)
-                    glist = GLIST + row.to(tl.int64) * (GCAP + TILE_G)
-                    tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
-                    tl.store(glist + n_head + tl.cumsum(tp.to(tl.int32), axis=0) - 1, ti, mask=tp)
-                    tl.debug_barrier()             # (the ids are read back by other threads)
-                    n_in = _list_from_groups(srow, glist, npass, n, a, bound, CAND_K, CAND_I, cand_base,
-                                             G, TILE_G, CAP)
-                path = tl.where(n_in <= CAP, _PRUNED, _CROWDED)
+                tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
+                tl.store(glist + n_head + tl.cumsum(tp.to(tl.int32), axis=0) - 1, ti, mask=tp)
+                tl.debug_barrier()                 # (the ids are read back by other threads)
+                n_in, n_gt = _list_from_groups(srow, glist, npass, n, a, bound, k, CAND_K, CAND_I, cand_base,
+                                               G, TILE_G, CAP)
+                path = tl.where(n_in <= CAP, _PRUNED, tl.where(n_gt < k, _TIED, _CROWDED))
         if n_in <= CAP:
             # >= k valid group maxima: >= k valid entries, all k slots are written
             _write_listed(CAND_K, CAND_I, cand_base, n_in, k, 0, orow, row, base, ROW_LEN, 0, CAP, False, 1)
+            kk = n * 0 + k
+        elif n_gt < k:
+            # more than CAP keys >= bound but fewer than k above it: the k-th key is the bound
+            _write_tied(srow, grow, glist, npass, n, a, bound, k - n_gt, k, orow, base, G, TILE_G)
             kk = n * 0 + k
         else:
             # the long-row body rewrites the candidate list: order it after this program's stores
@@ -162,27 +232,41 @@ def _topk_pruned_kernel(
         tl.store(PATH + row, path)
 
 
-def topk_pruned_config(width: int, k: int, group_size: int = 16):
+def topk_pruned_config(width: int, k: int, group_size: int = 16, rows: int | None = None, device=None):
     """CAP: short-row capacity and candidate-list length; GCAP: group maxima held in registers;
-    TILE_G: groups per step of the candidate pass; TILE: keys per step of the fallback passes."""
+    TILE_G: groups per step of the candidate and tied passes; TILE: keys per step of the fallback
+    passes. The launch's warps and register cap depend on the row count too (as in
+    kernels/topk.topk_config); CAP, GCAP and TILE_G (the scratch's shape) do not.
+
+    Measured on an H200 (rows of 131072, k = 2048, G = 16, group maxima given; exact), ms:
+      rows  kind        radix   4 warps+128 regs  +TILE_G=32  4 warps  8 warps  2 warps  torch
+      1024  random      1.158   0.569             0.546       1.001    0.979    0.964    1.657
+      1024  structured  1.420   0.579             0.554       1.010    1.002    0.972    1.676
+      1024  window      1.147   0.613             0.567       1.038    1.036    1.015    1.673
+      1024  clusters    1.720   2.158             2.138       2.956    4.021    2.643    1.620
+        64  random      0.271   0.256 (8 warps: 0.149; 16 warps: 0.106-0.109)          0.191
+    (TILE_G = 64 unless named; the warp columns without a register cap; clusters: every row
+    crowded, before the tied path.) Many rows: register-bound programs, small and capped win.
+    Few rows (at most MANY_ROWS_PER_SM programs per SM): each row's passes are the critical
+    path, so 16 warps per row (measured at TILE_G = 64; TILE_G is one for both, the scratch's
+    shape may not depend on the row count)."""
     if INTERPRETED:
         # pinned and tiny (the interpreter pays per operation): tests pass their own to reach each path
         return dict(CAP=max(16, min(next_pow2(width), 256)), GCAP=64, TILE_G=8, TILE=256, MIN_GROUP_RATIO=1.0,
                     num_warps=4)
     cap = 8192
     if width <= cap:
-        # every row is short: exactly kernels/topk.py's choice
-        cap = max(16, next_pow2(width))
-        return dict(CAP=cap, GCAP=16, TILE_G=16, TILE=1024, MIN_GROUP_RATIO=1.0,
-                    num_warps=8 if cap >= 1024 else 4)
+        # every row is short: the short-row body of kernels/topk.py, with its launch choice
+        return dict(topk_config(width, k, rows, device), GCAP=16, TILE_G=16, MIN_GROUP_RATIO=1.0)
     gcap = max(16, next_pow2(width // group_size))       # (+ TILE_G: the extra group of unaligned rows)
     # MIN_GROUP_RATIO: with fewer than about 1.5 k groups (W = 32K at G = 16, k = 2048) the bound is
     # near the smallest group maximum and more than CAP candidates pass on random rows (a torch
     # simulation of make_rows: ~11K candidates at 1.0 k groups, ~3.3K at 1.5 k, ~2.3K at 4 k), so
     # those rows go straight to the narrowing instead of aborting a candidate pass first.
-    # The rest is a first guess, to be tuned on the H200 with kernels/topk_bench.py --pruned.
-    return dict(CAP=cap, GCAP=min(gcap, 8192), TILE_G=64, TILE=1024, MIN_GROUP_RATIO=1.5, num_warps=4,
-                maxnreg=128)
+    cfg = dict(CAP=cap, GCAP=min(gcap, 8192), TILE_G=32, TILE=1024, MIN_GROUP_RATIO=1.5)
+    if rows is not None and rows <= MANY_ROWS_PER_SM * _sm_count(device):
+        return dict(cfg, num_warps=16)
+    return dict(cfg, num_warps=4, maxnreg=128)
 
 
 def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int = 16, *, out=None,
@@ -195,7 +279,7 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
     G = int(group_size)
     if G < 1 or G & (G - 1):
         raise ValueError(f"group_size must be a power of two, got {group_size}")
-    cfg = topk_pruned_config(W, k, G)
+    cfg = topk_pruned_config(W, k, G, T, scores.device)
     if config:
         cfg.update(config)
     if INTERPRETED or not cfg.get("maxnreg", 1):
@@ -224,7 +308,7 @@ def launch_topk_pruned(scores, gmax, k: int, row_len, base=None, group_size: int
 
 def scratch_for_pruned(rows: int, width: int, k: int, device, config=None, group_size: int = 16):
     """The scratch launch_topk_pruned needs for rows of this width (allocate once, reuse)."""
-    cfg = topk_pruned_config(width, k, group_size)
+    cfg = topk_pruned_config(width, k, group_size, rows, device)
     if config:
         cfg.update(config)
     return pruned_scratch(rows if width > cfg["CAP"] else 1, cfg["CAP"], cfg["GCAP"] + cfg["TILE_G"], device)

@@ -9,7 +9,7 @@ from kernels.checks import selection_errors
 from kernels.topk import launch_topk
 from kernels.topk_naive import topk_ref
 from kernels.topk_pruned import (PATH_CROWDED, PATH_FEW_GROUPS, PATH_MANY_GROUPS, PATH_PRUNED, PATH_SHORT,
-                                 launch_topk_pruned, scratch_for_pruned)
+                                 PATH_TIED, launch_topk_pruned, scratch_for_pruned, topk_pruned_config)
 from kernels.topk_pruned_naive import group_max_ref, n_groups_ref, pruning_bound_ref
 from tests.conftest import gpu_only
 from tests.helpers import as_sets
@@ -94,9 +94,14 @@ def test_pruned_equals_reference(kind, cfg, device):
                             PATH_MANY_GROUPS, PATH_MANY_GROUPS]
         elif kind in ("random", "neg_inf", "window", "structured"):      # spread-out scores
             assert path == [PATH_PRUNED, PATH_SHORT, PATH_PRUNED, PATH_FEW_GROUPS, PATH_PRUNED, PATH_PRUNED]
-        elif kind in ("ties", "equal", "zeros", "sorted", "recency", "huge_range"):
-            # masses of equal scores at the bound, or whole groups above it (monotone rows: about
-            # k * G candidates, more than CAP = 64 here)
+        elif kind in ("equal", "zeros"):
+            # masses of equal scores at the bound, fewer than k above it (zeros: 6 positives)
+            assert path == [PATH_TIED, PATH_SHORT, PATH_TIED, PATH_FEW_GROUPS, PATH_TIED, PATH_TIED]
+        elif kind == "ties":         # 4 values: the bound is the top one, about 75 of them > CAP
+            assert path[0] == PATH_TIED
+        elif kind in ("sorted", "recency", "huge_range"):
+            # whole groups above the bound (monotone rows: about k * G candidates, more than
+            # CAP = 64 here, and >= k of them above it)
             assert path[0] == PATH_CROWDED
 
 
@@ -104,24 +109,27 @@ def test_each_path_runs(device):
     """One row per path, with the path the kernel reports and the reference's sets."""
     if device != "cpu":
         pytest.skip("the paths are forced with interpreter-sized configs")
-    T, W, k = 5, 300, 20
+    T, W, k = 6, 300, 20
     s = torch.randn(T, W)
     s[1, 40:] = float("-inf")               # 40 valid entries in 6 groups (a = 3) < k: few groups
-    s[2] = 0.75                             # all equal: 300 candidates > CAP: crowded
-    s[3, :] = torch.randn(W).clamp_min(0) * (torch.rand(W) < 0.03)    # relu zeros, few positives: crowded
-    row_len = torch.tensor([300, 300, 300, 300, 50], dtype=torch.int32)
-    base = torch.tensor([5, 3, 0, 9, 2], dtype=torch.int32)
+    s[2] = 0.75                             # all equal: 300 candidates > CAP, none above: tied
+    s[3, :] = torch.randn(W).clamp_min(0) * (torch.rand(W) < 0.03)    # relu zeros, few positives: tied
+    s[3, 7] = 0.0
+    s[3, ::50] = 1.0                        # (>= 6 positives, fewer than k)
+    s[5] = torch.arange(W, dtype=torch.float32)     # rising: ~k * G candidates, >= k above the bound
+    row_len = torch.tensor([300, 300, 300, 300, 50, 300], dtype=torch.int32)
+    base = torch.tensor([5, 3, 0, 9, 2, 4], dtype=torch.int32)
     out, path = _run(s, k, row_len, base, device, PRUNED)
-    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_CROWDED, PATH_CROWDED, PATH_SHORT]
+    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_TIED, PATH_TIED, PATH_SHORT, PATH_CROWDED]
     _check(out, s, k, row_len, base)
     out, path = _run(s, k, row_len, base, device, MANY_GROUPS)
-    assert path == [PATH_MANY_GROUPS] * 4 + [PATH_SHORT]
+    assert path == [PATH_MANY_GROUPS] * 4 + [PATH_SHORT, PATH_MANY_GROUPS]
     _check(out, s, k, row_len, base)
 
 
 def test_group_ratio_and_passing_groups_past_cap(device):
     """MIN_GROUP_RATIO sends rows with too few groups to the narrowing; more passing groups than
-    CAP (each holds a candidate) go to it without a candidate pass."""
+    CAP (each holds a candidate) still take the counting pass, which finds the tie at the bound."""
     if device != "cpu":
         pytest.skip("the paths are forced with interpreter-sized configs")
     T, W, k = 3, 300, 20
@@ -130,10 +138,10 @@ def test_group_ratio_and_passing_groups_past_cap(device):
     row_len = torch.tensor([300, 160, 300], dtype=torch.int32)     # 38, 20 and 38 groups of 8
     base = torch.tensor([0, 0, 0], dtype=torch.int32)
     out, path = _run(s, k, row_len, base, device, dict(PRUNED, MIN_GROUP_RATIO=1.0))
-    assert path == [PATH_PRUNED, PATH_PRUNED, PATH_CROWDED]
+    assert path == [PATH_PRUNED, PATH_PRUNED, PATH_TIED]
     _check(out, s, k, row_len, base)
     out, path = _run(s, k, row_len, base, device, dict(PRUNED, MIN_GROUP_RATIO=1.5))   # 30 groups needed
-    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_CROWDED]
+    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_TIED]
     _check(out, s, k, row_len, base)
     # 75 groups of 4, CAP 16: all-equal rows pass every group; random rows about k of them
     s2 = torch.randn(2, W)
@@ -141,8 +149,46 @@ def test_group_ratio_and_passing_groups_past_cap(device):
     rl2 = torch.tensor([300, 300], dtype=torch.int32)
     b2 = torch.tensor([1, 2], dtype=torch.int32)
     out, path = _run(s2, 8, rl2, b2, device, dict(CAP=16, GCAP=128, TILE_G=4, TILE=32), group_size=4)
-    assert path[1] == PATH_CROWDED
+    assert path[1] == PATH_TIED
     _check(out, s2, 8, rl2, b2)
+
+
+def test_tied_rows(device):
+    """More than CAP keys reach the bound but fewer than k lie above it: the k-th key is the bound,
+    and the tied pass writes every key above it plus the lowest-positioned ties. Sets must equal
+    the reference's exactly (ties to the lowest positions), including when the keys above the
+    bound come after the ties' quota is filled, and when the list overflows but >= k keys lie
+    above the bound after all (the counting goes on past the full list: crowded)."""
+    if device != "cpu":
+        pytest.skip("the paths are forced with interpreter-sized configs")
+    T, W, k = 6, 300, 20
+    s = torch.zeros(T, W)
+    s[:, 1::2] = -0.0                       # signed zeros are one score
+    s[0, -5:] = torch.rand(5) + 0.5         # relu zeros, 5 positives at the row's end
+    s[1] = 0.75                             # all equal: the first k positions
+    s[2, 3::16] = 1.0
+    s[2, 3 + 16 * 19:] = 0.0                # k - 1 positives: one tie taken
+    s[3] = 1.0
+    s[3, ::23] = 2.0                        # 14 keys above a tie at 1.0, with gaps of -inf
+    s[3, 5::7] = float("-inf")
+    s[4, :200] = 0.5
+    s[4, 200:] = torch.randn(100) + 5       # 100 keys above 0.5, all after the full list: crowded
+    s[5, 17:] = float("-inf")
+    s[5, 40:] = 0.25                        # -inf gap, then ties
+    row_len = torch.tensor([300, 299, 300, 290, 300, 300], dtype=torch.int32)
+    base = torch.tensor([0, 5, 3, 9, 1, 6], dtype=torch.int32)
+    out, path = _run(s, k, row_len, base, device, PRUNED)
+    assert path == [PATH_TIED] * 4 + [PATH_CROWDED, PATH_TIED]
+    _check(out, s, k, row_len, base)
+    assert as_sets(out)[1] == set(range(5, 5 + k))
+    # the positives past GCAP groups (a 38-group row with GCAP = 32): found by the tied pass too
+    s2 = torch.zeros(2, W)
+    s2[:, -10:] = torch.rand(2, 10) + 1.0
+    rl2 = torch.tensor([300, 297], dtype=torch.int32)
+    b2 = torch.tensor([4, 7], dtype=torch.int32)
+    out, path = _run(s2, k, rl2, b2, device, dict(CAP=64, GCAP=32, TILE_G=8, TILE=32))
+    assert path == [PATH_TIED] * 2
+    _check(out, s2, k, rl2, b2)
 
 
 def test_groups_past_gcap(device):
@@ -234,6 +280,33 @@ def test_wrong_group_maxima_are_noticed(device):
         assert int(best[t] + base[t]) not in low[t] and int(best[t] + base[t]) in ref[t]
 
 
+def test_config_by_row_count(monkeypatch):
+    """The GPU configs (the interpreter pins its own): few rows get 16 warps without a register
+    cap, many rows 4 warps capped at 128 registers; the scratch's shape (CAP, GCAP, TILE_G) is
+    the same for any row count, so scratch allocated for a chunk fits its shorter tails."""
+    import kernels.topk as topk_mod
+    import kernels.topk_pruned as pruned_mod
+
+    monkeypatch.setattr(pruned_mod, "INTERPRETED", False)
+    monkeypatch.setattr(topk_mod, "INTERPRETED", False)
+    monkeypatch.setattr(pruned_mod, "_sm_count", lambda device=None: 132)
+    monkeypatch.setattr(topk_mod, "_sm_count", lambda device=None: 132)
+    for width in (4096, 32768, 131072):
+        shapes = set()
+        for rows in (1, 64, 264, 265, 1024, None):
+            cfg = topk_pruned_config(width, 2048, 16, rows)
+            shapes.add((cfg["CAP"], cfg["GCAP"], cfg["TILE_G"], cfg["TILE"], cfg["MIN_GROUP_RATIO"]))
+            few = rows is not None and rows <= 264
+            if width > 8192:
+                assert cfg["TILE_G"] == 32 and cfg["GCAP"] == min(8192, width // 16)
+                assert (cfg["num_warps"], cfg.get("maxnreg")) == ((16, None) if few else (4, 128)), (width, rows)
+            else:                  # short rows only: kernels/topk.py's launch choice
+                want = topk_mod.topk_config(width, 2048, rows)
+                assert all(cfg[key] == v for key, v in want.items())
+        assert len(shapes) == 1, (width, shapes)
+    assert topk_pruned_config(131072, 2048, 16) == topk_pruned_config(131072, 2048, 16, rows=1024)
+
+
 def test_group_max_ref_against_loop():
     torch.manual_seed(1)
     for Gs in (1, 4, 16):
@@ -299,7 +372,7 @@ def test_pruned_real_shapes(kind, W, T):
     assert as_sets(out) == as_sets(launch_topk(s, k, row_len, base))
     if kind in ("random", "causal", "window") and W == 131072:
         assert (path == PATH_PRUNED).all(), path.tolist()      # spread-out scores: every row pruned
-    if W == 32768 and kind != "equal":
-        assert (path == PATH_FEW_GROUPS).all(), path.tolist()  # 2048 groups < 1.5 k: not worth pruning
-    if kind == "equal":
-        assert (path == PATH_CROWDED).all(), path.tolist()
+    if W == 32768:       # 2048 groups < 1.5 k: not worth pruning (the ratio cut-off comes first)
+        assert (path == PATH_FEW_GROUPS).all(), path.tolist()
+    elif kind in ("equal", "zeros"):     # the k-th key is the bound (0.75; 0.0 below 682 positives)
+        assert (path == PATH_TIED).all(), path.tolist()
