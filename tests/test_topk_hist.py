@@ -16,7 +16,7 @@ HIST = dict(HIST=1)
 
 
 def _cfg(path):
-    # the interpreter takes the small buffers that force each path; the GPU its own config
+    # the small buffers that force each path, on the GPU too (default warps for these rows)
     return dict(PATHS[path], **HIST)
 
 
@@ -98,7 +98,7 @@ def test_hist_topk_long_row_many_tiles(device):
 # ---- the k-th-key search itself, through a wrapper kernel ----
 
 @triton.jit
-def _kth_wrapper(X, N, R, OUT, CAP: tl.constexpr, HIST: tl.constexpr):
+def _kth_wrapper(X, N, R, OUT, CAP: tl.constexpr, HIST: tl.constexpr, BITS: tl.constexpr):
     """Row t: keys of X[t, :N[t]] (-inf invalid), rank R[t]; OUT[t] = (key, keys above it)."""
     t = tl.program_id(0)
     i = tl.arange(0, CAP)
@@ -107,7 +107,7 @@ def _kth_wrapper(X, N, R, OUT, CAP: tl.constexpr, HIST: tl.constexpr):
     ck = _to_key(tl.load(X + t * CAP + i, mask=i < n, other=float("-inf")))
     ok = ck != 0
     if HIST:
-        key, above = _kth_by_histogram(ck, ok, r)
+        key, above = _kth_by_histogram(ck, ok, r, BITS)
     else:
         key, above = _kth_in_registers(ck, ok, r)
     tl.store(OUT + 2 * t, key.to(tl.int32, bitcast=True))
@@ -146,14 +146,29 @@ def test_kth_by_histogram_matches_bisection(kind, device):
                       for t, v in enumerate(valid)], dtype=torch.int32)
     rows = [t for t in range(T) if valid[t] >= 1]          # the contract: 1 <= r <= valid keys
     got = {}
-    for hist in (0, 1):
+    for bits in (0, 8, 4):       # 0: the bisection; 8 and 4: histogram digits of that many bits
         out = torch.full((T, 2), -7, dtype=torch.int32, device=device)
-        _kth_wrapper[(T,)](x.to(device), n.to(device), r.to(device), out, CAP=CAP, HIST=hist)
-        got[hist] = out.cpu()
-    assert torch.equal(got[0][rows], got[1][rows])
-    for t in rows:
-        keys = _keys_ref(x[t, :n[t]])
-        keys = keys[keys != 0].sort(descending=True).values
-        kth = int(keys[r[t] - 1])
-        assert int(got[1][t, 0]) & 0xFFFFFFFF == kth, (t, kind)
-        assert int(got[1][t, 1]) == int((keys > kth).sum()), (t, kind)
+        _kth_wrapper[(T,)](x.to(device), n.to(device), r.to(device), out, CAP=CAP, HIST=int(bits > 0),
+                           BITS=max(bits, 1))
+        got[bits] = out.cpu()
+    for bits in (8, 4):
+        assert torch.equal(got[0][rows], got[bits][rows]), bits
+        for t in rows:
+            keys = _keys_ref(x[t, :n[t]])
+            keys = keys[keys != 0].sort(descending=True).values
+            kth = int(keys[r[t] - 1])
+            assert int(got[bits][t, 0]) & 0xFFFFFFFF == kth, (t, kind, bits)
+            assert int(got[bits][t, 1]) == int((keys > kth).sum()), (t, kind, bits)
+
+
+@pytest.mark.parametrize("path", ["direct", "crowded"])
+@pytest.mark.parametrize("kind", ["random", "ties", "huge_range"])
+def test_hist_4bit_digits_equal_reference(kind, path, device):
+    # HIST_BITS=4: sixteen bins per step, up to eight steps
+    T, W, k = 4, 200, 24
+    s = _rows(kind, T, W, device)
+    row_len = torch.tensor([200, 9, 100, 150], dtype=torch.int32, device=device)
+    out = torch.full((T, k), -7, dtype=torch.int32, device=device)
+    launch_topk(s, k, row_len, None, out=out, config=dict(_cfg(path), HIST_BITS=4))
+    assert not (out == -7).any(), "unwritten output slots"
+    assert as_sets(out) == as_sets(topk_ref(s, k, row_len))
