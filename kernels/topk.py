@@ -131,10 +131,11 @@ def _kth_by_histogram(ck, ok, r, BITS: tl.constexpr = 8):
     smallest and largest key differ are shared by every key and skipped (all of them for
     all-equal keys)."""
     NBINS: tl.constexpr = 1 << BITS
+    tl.static_assert(BITS <= 10, "bins must fit the packed sum")
+    tl.static_assert(ck.shape[0] < 1 << 20, "keys must fit the packed sum")
     lo = tl.min(tl.where(ok, ck, FULL), axis=0)
     hi = tl.max(tl.where(ok, ck, 0), axis=0)
     steps = ((_bit_length(lo ^ hi) + BITS - 1) // BITS).to(tl.int32)
-    bins = tl.arange(0, NBINS)
     t = lo                  # bits at and above the current digit: the prefix chosen so far
     rr = r                  # rank of the wanted key among the keys that share the prefix
     for s in range(steps):
@@ -144,9 +145,13 @@ def _kth_by_histogram(ck, ok, r, BITS: tl.constexpr = 8):
         # digits as int32: the interpreter's histogram keeps the input dtype
         digit = ((ck >> shift) & (NBINS - 1)).to(tl.int32)
         hist = tl.histogram(digit, NBINS, mask=match)
-        at_or_above = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist
-        b = tl.max(tl.where(at_or_above >= rr, bins, 0), axis=0)
-        rr -= tl.sum(tl.where(bins > b, hist, 0), axis=0)
+        at_or_above = tl.cumsum(hist, axis=0, reverse=True)
+        # at_or_above never grows with the bin: the digit b holding the rr-th key is the last bin
+        # where it reaches rr, and the keys above b are the bins where it does not. One sum finds
+        # both: 1 << 20 per bin up to b (b + 1 of them), the count of each bin above (< 2**20 keys)
+        packed = tl.sum(tl.where(at_or_above >= rr, 1 << 20, hist), axis=0)
+        b = (packed >> 20) - 1
+        rr -= packed & ((1 << 20) - 1)
         t = (t & ~(tl.full([], NBINS - 1, tl.uint32) << shift)) | (b.to(tl.uint32) << shift)
     # every key above t was counted above the chosen digit of one step
     return t, r - rr
