@@ -105,18 +105,14 @@ def cases():
                                UPCAST=False, SUB=32), 8, 2
     # the row top-k with the launch configs topk_config picks: few rows (decode) and many (a chunk),
     # rows of 1024 (HISA's block top-m at 128K), 8192 (its token top-k) and 131072 (flat at 128K)
-    # HIST=1: the experimental histogram selection in registers, beside the default (HIST=0) for
-    # the chunk configs it is meant for
-    for width, rows, has_map, hist in ((131072, 64, False, 0), (131072, 1024, False, 0), (8192, 64, True, 0),
-                                       (8192, 1024, True, 0), (8192, 1024, True, 1), (1024, 64, False, 0),
-                                       (1024, 1024, False, 0), (1024, 1024, False, 1), (16, 1024, False, 0)):
+    for width, rows, has_map in ((131072, 64, False), (131072, 1024, False), (8192, 64, True),
+                                 (8192, 1024, True), (1024, 64, False), (1024, 1024, False), (16, 1024, False)):
         cfg = topk.topk_config(width, 2048, rows)
         cap, nw = cfg.pop("CAP"), cfg.pop("num_warps")
-        yield f"topk W{width} rows{rows} map={has_map}" + (" HIST=1" if hist else ""), topk._topk_kernel, dict(
+        yield f"topk W{width} rows{rows} map={has_map}", topk._topk_kernel, dict(
             S="*fp32", ROW_LEN="*i32", BASE="*i32", MAP="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
             k="i32", stride_s="i32", stride_m="i32", stride_o="i32"), dict(
-            CAP=cap, TILE=cfg.pop("TILE"), K_PAD=2048, HAS_BASE=not has_map, HAS_MAP=has_map, MAP_BS=128,
-            HIST=hist, HIST_BITS=8), nw, 3, cfg
+            CAP=cap, TILE=cfg.pop("TILE"), K_PAD=2048, HAS_BASE=not has_map, HAS_MAP=has_map, MAP_BS=128), nw, 3, cfg
     # the pruned top-k with the GPU's config for 128K rows in groups of 16 (flat-pruned at 128K)
     from kernels import topk_pruned
 

@@ -24,9 +24,6 @@ One program per row:
     interval straight to the output and lists the interval's keys (at most CAP, in position order),
     which are resolved in registers by the same bisection; with a single-key interval it takes the
     lowest-positioned ties directly. No sampling, no per-segment slots, no fallback path.
-Experimental (HIST=1, a launch constant; default 0 compiles exactly the code above): the register
-resolve finds the k-th key by HIST_BITS-bit digits instead (8 by default), one tl.histogram per digit
-(at most 4 block-wide steps instead of up to 32 bisection reductions); the GPU decides which is faster.
 Ties at the k-th key go to the lowest positions in every path, so results are reproducible and equal
 the torch reference (kernels/topk_naive.py) as sets.
 Output order: the keys above the final interval first (position order), then the rest; not sorted.
@@ -123,49 +120,6 @@ def _kth_in_registers(ck, ok, r):
 
 
 @triton.jit
-def _kth_by_histogram(ck, ok, r, BITS: tl.constexpr = 8):
-    """_kth_in_registers' contract (exact r-th largest key among ck[ok], 1 <= r <= count(ok), and how
-    many keys are above it) by narrowing BITS-bit digits from the top: one 2**BITS-bin histogram per
-    digit of the keys that still share the prefix chosen so far, so at most 32 / BITS block-wide
-    steps (4 for 8-bit digits) instead of one per bit. Digits above the highest bit where the
-    smallest and largest key differ are shared by every key and skipped (all of them for
-    all-equal keys)."""
-    NBINS: tl.constexpr = 1 << BITS
-    tl.static_assert(BITS <= 10, "bins must fit the packed sum")
-    tl.static_assert(ck.shape[0] < 1 << 20, "keys must fit the packed sum")
-    lo = tl.min(tl.where(ok, ck, FULL), axis=0)
-    hi = tl.max(tl.where(ok, ck, 0), axis=0)
-    steps = ((_bit_length(lo ^ hi) + BITS - 1) // BITS).to(tl.int32)
-    t = lo                  # bits at and above the current digit: the prefix chosen so far
-    rr = r                  # rank of the wanted key among the keys that share the prefix
-    for s in range(steps):
-        shift = (steps - 1 - s) * BITS
-        # the keys agreeing with the prefix above this digit (shift <= 32 - BITS: no shift by 32)
-        match = ok & (((ck ^ t) >> shift) < NBINS)
-        # digits as int32: the interpreter's histogram keeps the input dtype
-        digit = ((ck >> shift) & (NBINS - 1)).to(tl.int32)
-        hist = tl.histogram(digit, NBINS, mask=match)
-        at_or_above = tl.cumsum(hist, axis=0, reverse=True)
-        # at_or_above never grows with the bin: the digit b holding the rr-th key is the last bin
-        # where it reaches rr, and the keys above b are the bins where it does not. One sum finds
-        # both: 1 << 20 per bin up to b (b + 1 of them), the count of each bin above (< 2**20 keys)
-        packed = tl.sum(tl.where(at_or_above >= rr, 1 << 20, hist), axis=0)
-        b = (packed >> 20) - 1
-        rr -= packed & ((1 << 20) - 1)
-        t = (t & ~(tl.full([], NBINS - 1, tl.uint32) << shift)) | (b.to(tl.uint32) << shift)
-    # every key above t was counted above the chosen digit of one step
-    return t, r - rr
-
-
-@triton.jit
-def _kth(ck, ok, r, HIST: tl.constexpr, HIST_BITS: tl.constexpr):
-    if HIST:
-        return _kth_by_histogram(ck, ok, r, HIST_BITS)
-    else:
-        return _kth_in_registers(ck, ok, r)
-
-
-@triton.jit
 def _map_index(j, row, base, MAP, stride_m, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, mask):
     if HAS_MAP:
         blk = tl.load(MAP + row * stride_m + j // MAP_BS, mask=mask, other=-1)
@@ -176,11 +130,10 @@ def _map_index(j, row, base, MAP, stride_m, HAS_MAP: tl.constexpr, MAP_BS: tl.co
 
 @triton.jit
 def _write_from_registers(ck, ci, ok, need, written, orow, row, base, MAP, stride_m,
-                          HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
-                          HIST: tl.constexpr = 0, HIST_BITS: tl.constexpr = 8):
+                          HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
     """Write the `need` best of the candidates ck[ok] (ci: their row offsets, in position order) to
     orow[written:written + need]; ties at the threshold go to the lowest positions."""
-    thr, n_gt = _kth(ck, ok, need, HIST, HIST_BITS)
+    thr, n_gt = _kth_in_registers(ck, ok, need)
     eq = ok & (ck == thr)
     take = (ok & (ck > thr)) | (eq & (tl.cumsum(eq.to(tl.int32), axis=0) <= need - n_gt))
     pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
@@ -189,8 +142,7 @@ def _write_from_registers(ck, ci, ok, need, written, orow, row, base, MAP, strid
 
 @triton.jit
 def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
-               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
-               HIST: tl.constexpr = 0, HIST_BITS: tl.constexpr = 8):
+               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
     """A row of at most CAP entries: every entry is a candidate, held in registers. Returns the
     number of positions written, min(k, valid entries)."""
     ci = tl.arange(0, CAP)
@@ -198,15 +150,13 @@ def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
     ok = ck != 0
     kk = tl.minimum(k, tl.sum(ok.to(tl.int32), axis=0))
     if kk > 0:
-        _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS,
-                              HIST, HIST_BITS)
+        _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
     return kk
 
 
 @triton.jit
 def _write_listed(CAND_K, CAND_I, cand_base, n_in, need, written, orow, row, base, MAP, stride_m,
-                  CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
-                  HIST: tl.constexpr = 0, HIST_BITS: tl.constexpr = 8):
+                  CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
     """Resolve a candidate list of n_in <= CAP keys and row offsets (position order) that this
     program stored at cand_base: its `need` best go to orow[written:written + need]."""
     # the list (this program's own stores) is read back by other threads: order them
@@ -215,14 +165,12 @@ def _write_listed(CAND_K, CAND_I, cand_base, n_in, need, written, orow, row, bas
     cok = c < n_in
     ck = tl.load(CAND_K + cand_base + c, mask=cok, other=0).to(tl.uint32, bitcast=True)
     ci = tl.load(CAND_I + cand_base + c, mask=cok, other=0)
-    _write_from_registers(ck, ci, cok, need, written, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS,
-                          HIST, HIST_BITS)
+    _write_from_registers(ck, ci, cok, need, written, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
 
 
 @triton.jit
 def _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I,
-              CAP: tl.constexpr, TILE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
-              HIST: tl.constexpr = 0, HIST_BITS: tl.constexpr = 8):
+              CAP: tl.constexpr, TILE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
     """A row longer than CAP: narrowing passes, then the last pass (module docstring). Returns the
     number of positions written, min(k, valid entries)."""
     # narrowing passes: [lo, hi] holds the k-th key; cnt keys lie in it, `above` above it
@@ -301,7 +249,7 @@ def _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I,
             n_in += tl.sum(inb.to(tl.int32), axis=0)
         if lo < hi:
             _write_listed(CAND_K, CAND_I, cand_base, n_in, need, written, orow, row, base, MAP, stride_m,
-                          CAP, HAS_MAP, MAP_BS, HIST, HIST_BITS)
+                          CAP, HAS_MAP, MAP_BS)
     return kk
 
 
@@ -318,7 +266,6 @@ def _topk_kernel(
     k, stride_s, stride_m, stride_o,
     CAP: tl.constexpr, TILE: tl.constexpr, K_PAD: tl.constexpr,
     HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
-    HIST: tl.constexpr = 0, HIST_BITS: tl.constexpr = 8,
 ):
     row = tl.program_id(0)
     n = tl.load(ROW_LEN + row)
@@ -330,11 +277,9 @@ def _topk_kernel(
     kk = n * 0
 
     if n <= CAP:
-        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS,
-                        HIST, HIST_BITS)
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
     else:
-        kk = _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I, CAP, TILE, HAS_MAP, MAP_BS,
-                       HIST, HIST_BITS)
+        kk = _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I, CAP, TILE, HAS_MAP, MAP_BS)
     _pad_unused(orow, kk, k, K_PAD)
 
 

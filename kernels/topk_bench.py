@@ -70,8 +70,7 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=1024)
     ap.add_argument("--k", type=int, default=2048)
     ap.add_argument("--kinds", default=",".join(KINDS))
-    ap.add_argument("--configs", default="", help="extra radix configs, e.g. TILE=8192:num_warps=8;TILE=2048;"
-                                                 "HIST=1:num_warps=4:maxnreg=128 (histogram selection)")
+    ap.add_argument("--configs", default="", help="extra radix configs, e.g. TILE=8192:num_warps=8;TILE=2048")
     ap.add_argument("--pruned", action="store_true", help="also time kernels/topk_pruned.py (group maxima given)")
     ap.add_argument("--group-size", type=int, default=16, help="positions per group of the pruned kernel")
     ap.add_argument("--pruned-configs", default="",
@@ -83,9 +82,8 @@ def main(argv=None):
     vs = variants()
     for spec in [c for c in a.configs.split(";") if c]:
         cfg = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in spec.split(":")}
-        # the shared scratch too (launch_topk replaces it when CAP differs): no allocation timed
         vs[f"radix {spec}"] = (lambda cfg: lambda s, k, rl, o, scr, base=None: launch_topk(
-            s, k, rl, base, out=o, scratch=scr, config=dict(cfg)))(cfg)
+            s, k, rl, base, out=o, config=dict(cfg)))(cfg)
     pruned = {}
     if a.pruned:
         pruned["pruned"] = {}
@@ -138,10 +136,7 @@ def main(argv=None):
         json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
                        triton=triton.__version__, results=results), f, indent=1)
     names = list(vs) + list(pruned)
-    # columns by number: config names are longer than a column and would read alike when cut
-    for i, n in enumerate(names):
-        print(f"[{i}] {n}")
-    print(f"{'kind':<11}{'W':>8} " + " ".join(f"{f'[{i}] ms':>18}" for i in range(len(names))) + f"{'torch':>9}")
+    print(f"{'kind':<11}{'W':>8} " + " ".join(f"{n[:18]:>18}" for n in names) + f"{'torch':>9}")
     for r in results:
         cells = []
         for n in names:
