@@ -26,7 +26,11 @@ One program per row:
      k-th largest maximum is a bound too: the up to TILE_G groups past GCAP, e.g. the 8193rd
      group of a 128K row not aligned to G, are only tested against B).
   4. the ids of the groups whose maximum is >= B are listed (ascending, cumsum compaction, in a
-     per-row scratch of GCAP + TILE_G), then read TILE_G groups a step: a [TILE_G, G] load masked by
+     per-row scratch of GCAP + TILE_G). When every valid group passes (masses of equal scores
+     at B: ReLU zeros, equal rows) nothing is pruned: the narrowing (path "wide"), whose
+     streaming passes beat reading the row group by group (H200, 1024 rows x 131072: zeros
+     0.86 ms narrowing against 2.64 by groups, equal 0.86 against 1.37). Otherwise they are read
+     TILE_G groups a step: a [TILE_G, G] load masked by
      0 <= j < row_len, entries with key >= B appended to the row's candidate list (position order,
      cumsum compaction) while it has room (CAP). Only passing groups are touched. The pass also
      counts c_ge (keys >= B) and c_gt (keys > B); once the list is full it goes on counting only
@@ -72,10 +76,11 @@ PATH_PRUNED = 1         # group maxima bound, candidates from passing groups onl
 PATH_FEW_GROUPS = 2     # fewer than k (MIN_GROUP_RATIO * k) valid group maxima: full narrowing
 PATH_MANY_GROUPS = 3    # more than GCAP + TILE_G groups: full narrowing
 PATH_CROWDED = 4        # more than CAP candidates and >= k keys above the bound: full narrowing
+PATH_WIDE = 6           # every valid group reaches the bound (nothing to prune): full narrowing
 PATH_TIED = 5           # more than CAP candidates, fewer than k above the bound: the k-th key is the
                         # bound, a second pass over the passing groups writes the result
 PATH_NAMES = {PATH_SHORT: "short", PATH_PRUNED: "pruned", PATH_FEW_GROUPS: "few_groups",
-              PATH_MANY_GROUPS: "many_groups", PATH_CROWDED: "crowded", PATH_TIED: "tied"}
+              PATH_MANY_GROUPS: "many_groups", PATH_CROWDED: "crowded", PATH_TIED: "tied", PATH_WIDE: "wide"}
 # the same codes as the kernel sees them (a jitted function reads only constexpr globals)
 _SHORT = tl.constexpr(PATH_SHORT)
 _PRUNED = tl.constexpr(PATH_PRUNED)
@@ -83,6 +88,7 @@ _FEW_GROUPS = tl.constexpr(PATH_FEW_GROUPS)
 _MANY_GROUPS = tl.constexpr(PATH_MANY_GROUPS)
 _CROWDED = tl.constexpr(PATH_CROWDED)
 _TIED = tl.constexpr(PATH_TIED)
+_WIDE = tl.constexpr(PATH_WIDE)
 
 
 @triton.jit
@@ -206,15 +212,23 @@ def _topk_pruned_kernel(
                 # the passing groups' ids, ascending (bound >= 1: invalid groups never pass)
                 gp = gk >= bound
                 ti = GCAP + tl.arange(0, TILE_G)
-                tp = _to_key(tl.load(grow + ti, mask=ti < ng, other=float("-inf"))) >= bound
+                tk = _to_key(tl.load(grow + ti, mask=ti < ng, other=float("-inf")))
+                tp = tk >= bound
+                n_valid = tl.sum(gok.to(tl.int32), axis=0) + tl.sum((tk != 0).to(tl.int32), axis=0)
                 n_head = tl.sum(gp.to(tl.int32), axis=0)
                 npass = n_head + tl.sum(tp.to(tl.int32), axis=0)
                 tl.store(glist + tl.cumsum(gp.to(tl.int32), axis=0) - 1, gi, mask=gp)
                 tl.store(glist + n_head + tl.cumsum(tp.to(tl.int32), axis=0) - 1, ti, mask=tp)
                 tl.debug_barrier()                 # (the ids are read back by other threads)
-                n_in, n_gt = _list_from_groups(srow, glist, npass, n, a, bound, k, CAND_K, CAND_I, cand_base,
-                                               G, TILE_G, CAP)
-                path = tl.where(n_in <= CAP, _PRUNED, tl.where(n_gt < k, _TIED, _CROWDED))
+                if npass < n_valid:
+                    n_in, n_gt = _list_from_groups(srow, glist, npass, n, a, bound, k, CAND_K, CAND_I,
+                                                   cand_base, G, TILE_G, CAP)
+                    path = tl.where(n_in <= CAP, _PRUNED, tl.where(n_gt < k, _TIED, _CROWDED))
+                else:
+                    # every group reaches the bound (masses of equal scores at it: ReLU zeros, equal
+                    # rows): nothing is pruned, and reading the row group by group (twice, for a tie
+                    # at the bound) costs more than the narrowing's streaming passes
+                    path = n * 0 + _WIDE
         if n_in <= CAP:
             # >= k valid group maxima: >= k valid entries, all k slots are written
             _write_listed(CAND_K, CAND_I, cand_base, n_in, k, 0, orow, row, base, ROW_LEN, 0, CAP, False, 1)

@@ -9,7 +9,7 @@ from kernels.checks import selection_errors
 from kernels.topk import launch_topk
 from kernels.topk_naive import topk_ref
 from kernels.topk_pruned import (PATH_CROWDED, PATH_FEW_GROUPS, PATH_MANY_GROUPS, PATH_PRUNED, PATH_SHORT,
-                                 PATH_TIED, launch_topk_pruned, scratch_for_pruned, topk_pruned_config)
+                                 PATH_TIED, PATH_WIDE, launch_topk_pruned, scratch_for_pruned, topk_pruned_config)
 from kernels.topk_pruned_naive import group_max_ref, n_groups_ref, pruning_bound_ref
 from tests.conftest import gpu_only
 from tests.helpers import as_sets
@@ -95,8 +95,8 @@ def test_pruned_equals_reference(kind, cfg, device):
         elif kind in ("random", "neg_inf", "window", "structured"):      # spread-out scores
             assert path == [PATH_PRUNED, PATH_SHORT, PATH_PRUNED, PATH_FEW_GROUPS, PATH_PRUNED, PATH_PRUNED]
         elif kind in ("equal", "zeros"):
-            # masses of equal scores at the bound, fewer than k above it (zeros: 6 positives)
-            assert path == [PATH_TIED, PATH_SHORT, PATH_TIED, PATH_FEW_GROUPS, PATH_TIED, PATH_TIED]
+            # masses of equal scores at the bound in every group: nothing to prune, the narrowing
+            assert path == [PATH_WIDE, PATH_SHORT, PATH_WIDE, PATH_FEW_GROUPS, PATH_WIDE, PATH_WIDE]
         elif kind == "ties":         # 4 values: the bound is the top one, about 75 of them > CAP
             assert path[0] == PATH_TIED
         elif kind in ("sorted", "recency", "huge_range"):
@@ -112,15 +112,15 @@ def test_each_path_runs(device):
     T, W, k = 6, 300, 20
     s = torch.randn(T, W)
     s[1, 40:] = float("-inf")               # 40 valid entries in 6 groups (a = 3) < k: few groups
-    s[2] = 0.75                             # all equal: 300 candidates > CAP, none above: tied
-    s[3, :] = torch.randn(W).clamp_min(0) * (torch.rand(W) < 0.03)    # relu zeros, few positives: tied
+    s[2] = 0.75                             # all equal: every group at the bound: wide
+    s[3, :] = torch.randn(W).clamp_min(0) * (torch.rand(W) < 0.03)    # relu zeros in every group: wide
     s[3, 7] = 0.0
     s[3, ::50] = 1.0                        # (>= 6 positives, fewer than k)
     s[5] = torch.arange(W, dtype=torch.float32)     # rising: ~k * G candidates, >= k above the bound
     row_len = torch.tensor([300, 300, 300, 300, 50, 300], dtype=torch.int32)
     base = torch.tensor([5, 3, 0, 9, 2, 4], dtype=torch.int32)
     out, path = _run(s, k, row_len, base, device, PRUNED)
-    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_TIED, PATH_TIED, PATH_SHORT, PATH_CROWDED]
+    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_WIDE, PATH_WIDE, PATH_SHORT, PATH_CROWDED]
     _check(out, s, k, row_len, base)
     out, path = _run(s, k, row_len, base, device, MANY_GROUPS)
     assert path == [PATH_MANY_GROUPS] * 4 + [PATH_SHORT, PATH_MANY_GROUPS]
@@ -138,14 +138,17 @@ def test_group_ratio_and_passing_groups_past_cap(device):
     row_len = torch.tensor([300, 160, 300], dtype=torch.int32)     # 38, 20 and 38 groups of 8
     base = torch.tensor([0, 0, 0], dtype=torch.int32)
     out, path = _run(s, k, row_len, base, device, dict(PRUNED, MIN_GROUP_RATIO=1.0))
-    assert path == [PATH_PRUNED, PATH_PRUNED, PATH_TIED]
+    # (row 1: exactly k groups, so every one reaches the bound: nothing to prune)
+    assert path == [PATH_PRUNED, PATH_WIDE, PATH_WIDE]
     _check(out, s, k, row_len, base)
     out, path = _run(s, k, row_len, base, device, dict(PRUNED, MIN_GROUP_RATIO=1.5))   # 30 groups needed
-    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_TIED]
+    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_WIDE]
     _check(out, s, k, row_len, base)
-    # 75 groups of 4, CAP 16: all-equal rows pass every group; random rows about k of them
+    # 75 groups of 4, CAP 16: all-equal rows but for a few groups below them pass the other
+    # groups (more than CAP keys at the bound, none above: tied); random rows about k of them
     s2 = torch.randn(2, W)
     s2[1] = 0.5
+    s2[1, 100:140] = -1.0
     rl2 = torch.tensor([300, 300], dtype=torch.int32)
     b2 = torch.tensor([1, 2], dtype=torch.int32)
     out, path = _run(s2, 8, rl2, b2, device, dict(CAP=16, GCAP=128, TILE_G=4, TILE=32), group_size=4)
@@ -172,9 +175,11 @@ def test_tied_rows(device):
     s[3, ::23] = 2.0                        # 14 keys above a tie at 1.0, with gaps of -inf
     s[3, 5::7] = float("-inf")
     s[4, :200] = 0.5
+    s[4, :100] = -1.0                       # (whole groups below the bound)
     s[4, 200:] = torch.randn(100) + 5       # 100 keys above 0.5, all after the full list: crowded
     s[5, 17:] = float("-inf")
     s[5, 40:] = 0.25                        # -inf gap, then ties
+    s[[0, 1, 2, 3, 5], 200:264] = -1.0      # whole groups below the bound (else nothing is pruned: wide)
     row_len = torch.tensor([300, 299, 300, 290, 300, 300], dtype=torch.int32)
     base = torch.tensor([0, 5, 3, 9, 1, 6], dtype=torch.int32)
     out, path = _run(s, k, row_len, base, device, PRUNED)
@@ -183,6 +188,7 @@ def test_tied_rows(device):
     assert as_sets(out)[1] == set(range(5, 5 + k))
     # the positives past GCAP groups (a 38-group row with GCAP = 32): found by the tied pass too
     s2 = torch.zeros(2, W)
+    s2[:, 40:104] = -1.0
     s2[:, -10:] = torch.rand(2, 10) + 1.0
     rl2 = torch.tensor([300, 297], dtype=torch.int32)
     b2 = torch.tensor([4, 7], dtype=torch.int32)
@@ -374,5 +380,5 @@ def test_pruned_real_shapes(kind, W, T):
         assert (path == PATH_PRUNED).all(), path.tolist()      # spread-out scores: every row pruned
     if W == 32768:       # 2048 groups < 1.5 k: not worth pruning (the ratio cut-off comes first)
         assert (path == PATH_FEW_GROUPS).all(), path.tolist()
-    elif kind in ("equal", "zeros"):     # the k-th key is the bound (0.75; 0.0 below 682 positives)
-        assert (path == PATH_TIED).all(), path.tolist()
+    elif kind in ("equal", "zeros"):     # every group at the bound (0.75; 0.0): nothing to prune
+        assert (path == PATH_WIDE).all(), path.tolist()
