@@ -32,22 +32,30 @@ One program per row:
      0.86 ms narrowing against 2.64 by groups, equal 0.86 against 1.37). Otherwise they are read
      TILE_G groups a step: a [TILE_G, G] load masked by
      0 <= j < row_len, entries with key >= B appended to the row's candidate list (position order,
-     cumsum compaction) while it has room (CAP). Only passing groups are touched. The pass also
-     counts c_ge (keys >= B) and c_gt (keys > B); once the list is full it goes on counting only
-     while c_gt < k (past that only the narrowing can resolve the row).
+     cumsum compaction) while it has room (LIST_CAP, 4 * CAP). Only passing groups are touched. The
+     pass also counts c_ge (keys >= B) and c_gt (keys > B); once the list is full it goes on
+     counting only while c_gt < k (past that only the narrowing can resolve the row).
   5. c_ge <= CAP: the list is resolved in registers (topk.py's _write_from_registers, need = k).
   6. c_ge > CAP but c_gt < k (c_ge >= k always): the k-th key IS B. A second pass over the
      passing groups writes every key > B and the first k - c_gt keys == B (position order: the
      lowest positions win ties) straight to the output, no list (as topk.py's last pass does for
      a single-key interval); it stops once k positions are written. The rows this serves: ReLU
      zeros when fewer than k keys are positive (B = 0.0, every zero a candidate), all-equal rows.
-  7. c_ge > CAP and c_gt >= k (crowded rows: clustered scores, rows rising monotonically where
-     whole groups pass, about k * G candidates): topk.py's long-row body over the whole row.
+  7. CAP < c_ge <= LIST_CAP and c_gt >= k (rows where whole groups pass: recency windows, rows
+     rising monotonically, about k * G candidates; on the speed command's structured rows at
+     W = 128K, 8.8K-11.2K): topk.py's narrowing streamed over the LIST instead of the row (path
+     "listed"): 16-way counting passes until the interval holds at most CAP keys or one key, then
+     a last pass over the list writes the keys above it and lists the interval's keys in a
+     second, CAP-long region (resolved in registers; a one-key interval takes the
+     lowest-positioned ties). 8 bytes per listed key per pass instead of 4 per row entry.
+  8. c_ge > LIST_CAP and c_gt >= k (crowded rows: clustered scores): topk.py's long-row body over
+     the whole row.
 Bytes per pruned row: 4 * n_groups (the group maxima) + 4 * G per passing group (about k groups
 for spread-out scores: k * G entries, a quarter of one full pass at G = 16, k = 2048, W = 128K)
 + 8 per passing group (its id written and read back) + 8 per candidate written and read back
-+ 4 per output index. A tied row: the group maxima + the counting pass over its passing groups
-(4 * G + 8 each) + the first CAP candidates written (8 each) + the second pass (4 per passing
++ 4 per output index. A listed row: the candidate pass, then 4 per listed key per counting pass
+(2-3 of them) and 8 in the last pass, 8 per key of the final interval. A tied row: the group maxima + the counting pass over its passing groups
+(4 * G + 8 each) + the first LIST_CAP candidates written (8 each) + the second pass (4 per passing
 group: its maximum, read again, and its id; 4 * G per group it reads: the groups up to where the
 ties' quota is filled, then only those whose maximum is above B, up to where the k-th position
 is written) + 4 per output index. With every group passing (ReLU zeros, fewer than k
@@ -181,7 +189,9 @@ def _narrow_list(LIST_K, LIST_I, list_base, n_list, bound, k, orow, row, base, C
     streaming over the list instead of the row. Each pass counts the interval's keys in 16
     sub-ranges until it holds at most CAP keys or one key; then the keys above it go straight to
     orow, the interval's keys are listed at cand_base (a region apart from the list being read)
-    and resolved in registers, or, for a one-key interval, the lowest-positioned ties are taken.
+    for the caller to resolve in registers, or, for a one-key interval, the lowest-positioned ties
+    are taken. Returns (keys listed, how many of them to take, positions written, whether the
+    list is to be resolved).
     (The 8-bit packed counters hold up to 255 tiles: the launcher keeps LIST_CAP <= 255 * TILE.)"""
     # the list (this program's own stores) is read back by other threads: order them
     tl.debug_barrier()
@@ -242,8 +252,8 @@ def _narrow_list(LIST_K, LIST_I, list_base, n_list, bound, k, orow, row, base, C
         tl.store(orow + pos, base + j, mask=take)
         written += tl.sum(take.to(tl.int32), axis=0)
         n_in += tl.sum(inb.to(tl.int32), axis=0)
-    if lo < hi:
-        _write_listed(CAND_K, CAND_I, cand_base, n_in, need, written, orow, row, base, orow, 0, CAP, False, 1)
+    # (the caller resolves the interval's list: one inlined copy of the register resolution)
+    return n_in, need, written, lo < hi
 
 
 @triton.jit
@@ -309,9 +319,17 @@ def _topk_pruned_kernel(
                     # rows): nothing is pruned, and reading the row group by group (twice, for a tie
                     # at the bound) costs more than the narrowing's streaming passes
                     path = n * 0 + _WIDE
+        # the list resolved in registers at the end: the pruned rows' candidates or the listed rows'
+        # final interval (one inlined copy of topk.py's register resolution for both)
+        res_k = LIST_K
+        res_i = LIST_I
+        res_base = list_base
+        res_n = n_in
+        res_need = n * 0 + k
+        res_written = n * 0
+        resolve = n_in <= CAP
         if n_in <= CAP:
             # >= k valid group maxima: >= k valid entries, all k slots are written
-            _write_listed(LIST_K, LIST_I, list_base, n_in, k, 0, orow, row, base, ROW_LEN, 0, CAP, False, 1)
             kk = n * 0 + k
         elif n_gt < k:
             # more than CAP keys >= bound but fewer than k above it: the k-th key is the bound
@@ -319,13 +337,19 @@ def _topk_pruned_kernel(
             kk = n * 0 + k
         elif n_in <= LIST_CAP:
             # more than CAP candidates, >= k of them above the bound, all listed: narrow over the list
-            _narrow_list(LIST_K, LIST_I, list_base, n_in, bound, k, orow, row, base, CAND_K, CAND_I, cand_base,
-                         CAP, TILE)
+            res_n, res_need, res_written, resolve = _narrow_list(LIST_K, LIST_I, list_base, n_in, bound, k, orow,
+                                                                 row, base, CAND_K, CAND_I, cand_base, CAP, TILE)
+            res_k = CAND_K
+            res_i = CAND_I
+            res_base = cand_base
             kk = n * 0 + k
         else:
             # the long-row body rewrites the candidate list: order it after this program's stores
             tl.debug_barrier()
             kk = _long_row(srow, n, k, orow, row, base, ROW_LEN, 0, CAND_K, CAND_I, CAP, TILE, False, 1)
+        if resolve:
+            _write_listed(res_k, res_i, res_base, res_n, res_need, res_written, orow, row, base, ROW_LEN, 0, CAP,
+                          False, 1)
     _pad_unused(orow, kk, k, K_PAD)
     if HAS_PATH:
         tl.store(PATH + row, path)
