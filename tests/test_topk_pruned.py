@@ -363,10 +363,11 @@ def test_config_by_row_count(monkeypatch):
         shapes = set()
         for rows in (1, 64, 264, 265, 1024, None):
             cfg = topk_pruned_config(width, 2048, 16, rows)
-            shapes.add((cfg["CAP"], cfg["GCAP"], cfg["TILE_G"], cfg["TILE"], cfg["MIN_GROUP_RATIO"]))
+            shapes.add((cfg["CAP"], cfg["LIST_CAP"], cfg["GCAP"], cfg["TILE_G"], cfg["TILE"], cfg["MIN_GROUP_RATIO"]))
+            assert cfg["CAP"] <= cfg["LIST_CAP"] <= 255 * cfg["TILE"]       # (what the launcher accepts)
             few = rows is not None and rows <= 264
             if width > 8192:
-                assert cfg["TILE_G"] == 32 and cfg["GCAP"] == min(8192, width // 16)
+                assert cfg["TILE_G"] == 32 and cfg["GCAP"] == min(8192, width // 16) and cfg["LIST_CAP"] == 4 * 8192
                 assert (cfg["num_warps"], cfg.get("maxnreg")) == ((16, None) if few else (4, 128)), (width, rows)
             else:                  # short rows only: kernels/topk.py's launch choice
                 want = topk_mod.topk_config(width, 2048, rows)
