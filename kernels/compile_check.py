@@ -124,7 +124,7 @@ def cases():
         cfg.pop("maxnreg", None)
         yield f"topk_pruned W131072 G16{what}", topk_pruned._topk_pruned_kernel, dict(
             S="*fp32", GMAX="*fp32", ROW_LEN="*i32", BASE="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
-            GLIST="*i32", PATH="*i32", k="i32", min_groups="i32", stride_s="i32", stride_g="i32",
+            GLIST="*i32", LIST_K="*i32", LIST_I="*i32", PATH="*i32", k="i32", min_groups="i32", stride_s="i32", stride_g="i32",
             stride_o="i32"), dict(G=16, K_PAD=2048, HAS_BASE=True, HAS_PATH=False, **cfg), nw, 3, opts
     from kernels import group_max
 

@@ -8,8 +8,8 @@ import torch
 from kernels.checks import selection_errors
 from kernels.topk import launch_topk
 from kernels.topk_naive import topk_ref
-from kernels.topk_pruned import (PATH_CROWDED, PATH_FEW_GROUPS, PATH_MANY_GROUPS, PATH_PRUNED, PATH_SHORT,
-                                 PATH_TIED, PATH_WIDE, launch_topk_pruned, scratch_for_pruned, topk_pruned_config)
+from kernels.topk_pruned import (PATH_CROWDED, PATH_FEW_GROUPS, PATH_LISTED, PATH_MANY_GROUPS, PATH_PRUNED,
+                                 PATH_SHORT, PATH_TIED, PATH_WIDE, launch_topk_pruned, scratch_for_pruned, topk_pruned_config)
 from kernels.topk_pruned_naive import group_max_ref, n_groups_ref, pruning_bound_ref
 from tests.conftest import gpu_only
 from tests.helpers import as_sets
@@ -17,7 +17,8 @@ from tests.helpers import as_sets
 G = 8
 # tiny buffers in the interpreter so that every path runs on rows of a few hundred entries:
 # rows of <= 64 entries are short; a 300-entry row has <= 39 groups of 8 (pruned when >= k of them
-# are valid and <= 64 candidates reach the bound); GCAP=16 sends every long row to the narrowing
+# are valid and <= 64 candidates reach the bound; listed with up to LIST_CAP = 4 * CAP = 256);
+# GCAP=16 sends every long row to the narrowing
 PRUNED = dict(CAP=64, GCAP=64, TILE_G=4, TILE=32)
 MANY_GROUPS = dict(CAP=64, GCAP=16, TILE_G=4, TILE=32)
 CONFIGS = {"pruned": PRUNED, "many_groups": MANY_GROUPS}
@@ -101,8 +102,8 @@ def test_pruned_equals_reference(kind, cfg, device):
             assert path[0] == PATH_TIED
         elif kind in ("sorted", "recency", "huge_range"):
             # whole groups above the bound (monotone rows: about k * G candidates, more than
-            # CAP = 64 here, and >= k of them above it)
-            assert path[0] == PATH_CROWDED
+            # CAP = 64 here but fewer than LIST_CAP = 256, and >= k of them above it)
+            assert path[0] == PATH_LISTED
 
 
 def test_each_path_runs(device):
@@ -120,6 +121,10 @@ def test_each_path_runs(device):
     row_len = torch.tensor([300, 300, 300, 300, 50, 300], dtype=torch.int32)
     base = torch.tensor([5, 3, 0, 9, 2, 4], dtype=torch.int32)
     out, path = _run(s, k, row_len, base, device, PRUNED)
+    assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_WIDE, PATH_WIDE, PATH_SHORT, PATH_LISTED]
+    _check(out, s, k, row_len, base)
+    # a list too short for the rising row's ~k * G candidates: the narrowing over the row
+    out, path = _run(s, k, row_len, base, device, dict(PRUNED, LIST_CAP=64))
     assert path == [PATH_PRUNED, PATH_FEW_GROUPS, PATH_WIDE, PATH_WIDE, PATH_SHORT, PATH_CROWDED]
     _check(out, s, k, row_len, base)
     out, path = _run(s, k, row_len, base, device, MANY_GROUPS)
@@ -160,8 +165,9 @@ def test_tied_rows(device):
     """More than CAP keys reach the bound but fewer than k lie above it: the k-th key is the bound,
     and the tied pass writes every key above it plus the lowest-positioned ties. Sets must equal
     the reference's exactly (ties to the lowest positions), including when the keys above the
-    bound come after the ties' quota is filled, and when the list overflows but >= k keys lie
-    above the bound after all (the counting goes on past the full list: crowded)."""
+    bound come after the ties' quota is filled, and when more than CAP keys reach the bound but
+    >= k lie above it after all: listed, or, with a list of CAP (LIST_CAP = CAP), crowded (the
+    counting goes on past the full list)."""
     if device != "cpu":
         pytest.skip("the paths are forced with interpreter-sized configs")
     T, W, k = 6, 300, 20
@@ -176,16 +182,19 @@ def test_tied_rows(device):
     s[3, 5::7] = float("-inf")
     s[4, :200] = 0.5
     s[4, :100] = -1.0                       # (whole groups below the bound)
-    s[4, 200:] = torch.randn(100) + 5       # 100 keys above 0.5, all after the full list: crowded
+    s[4, 200:] = torch.randn(100) + 5       # 100 keys above 0.5, all after CAP candidates: listed
     s[5, 17:] = float("-inf")
     s[5, 40:] = 0.25                        # -inf gap, then ties
     s[[0, 1, 2, 3, 5], 200:264] = -1.0      # whole groups below the bound (else nothing is pruned: wide)
     row_len = torch.tensor([300, 299, 300, 290, 300, 300], dtype=torch.int32)
     base = torch.tensor([0, 5, 3, 9, 1, 6], dtype=torch.int32)
     out, path = _run(s, k, row_len, base, device, PRUNED)
-    assert path == [PATH_TIED] * 4 + [PATH_CROWDED, PATH_TIED]
+    assert path == [PATH_TIED] * 4 + [PATH_LISTED, PATH_TIED]
     _check(out, s, k, row_len, base)
     assert as_sets(out)[1] == set(range(5, 5 + k))
+    out, path = _run(s, k, row_len, base, device, dict(PRUNED, LIST_CAP=64))
+    assert path == [PATH_TIED] * 4 + [PATH_CROWDED, PATH_TIED]
+    _check(out, s, k, row_len, base)
     # the positives past GCAP groups (a 38-group row with GCAP = 32): found by the tied pass too
     s2 = torch.zeros(2, W)
     s2[:, 40:104] = -1.0
@@ -195,6 +204,59 @@ def test_tied_rows(device):
     out, path = _run(s2, k, rl2, b2, device, dict(CAP=64, GCAP=32, TILE_G=8, TILE=32))
     assert path == [PATH_TIED] * 2
     _check(out, s2, k, rl2, b2)
+
+
+LISTED = dict(CAP=16, LIST_CAP=64, GCAP=64, TILE_G=4, TILE=8)
+
+
+def test_listed_rows(device):
+    """More than CAP keys reach the bound, >= k of them above it, and all of them fit the
+    candidate list (LIST_CAP): the narrowing runs over the list (several tiles of 8 keys), not
+    the row. Recency ramps of a few dozen entries at the row's end (random scores elsewhere) put
+    whole groups above the bound; the k-th key tied inside the list (more ties than CAP: the
+    interval collapses to one key, the lowest-positioned ties are taken; fewer: resolved in
+    registers); a ramp too long for the list goes to the narrowing over the row (crowded)."""
+    if device != "cpu":
+        pytest.skip("the paths are forced with interpreter-sized configs")
+    T, W, k = 6, 300, 20
+    s = torch.randn(T, W)
+    s[0, -40:] = torch.linspace(3, 6, 40) + 0.01 * torch.randn(40)      # 40 ramp keys + randoms >= bound
+    s[1, -40:] = 4.0
+    s[1, -40::4] = 5.0                      # 10 keys above a tie of 30 at the k-th key
+    s[2, -28:] = 4.0
+    s[2, -28::2] = 5.0                      # 14 above, 6 of 14 ties taken: in registers
+    s[3, -120:] = torch.linspace(3, 6, 120)     # 120 candidates > LIST_CAP: crowded
+    s[4, -37:] = torch.linspace(3, 6, 37)
+    s[5, -36:] = torch.randint(3, 6, (36,)).float()     # masses of ties in three values
+    row_len = torch.tensor([300, 297, 300, 300, 291, 299], dtype=torch.int32)
+    base = torch.tensor([5, 3, 0, 9, 2, 4], dtype=torch.int32)     # a = base % 8 != 0 in most rows
+    out, path = _run(s, k, row_len, base, device, LISTED)
+    assert path == [PATH_LISTED] * 3 + [PATH_CROWDED] + [PATH_LISTED] * 2
+    _check(out, s, k, row_len, base)
+    # the ties taken are the lowest-positioned ones (the reference's sets say so too)
+    sel = as_sets(out)
+    top1 = {int(base[1]) + 260 + 4 * i for i in range(10)}          # (valid up to offset 296)
+    assert top1 <= sel[1]
+    ties1 = sorted(int(base[1]) + j for j in range(260, 297) if (j - 260) % 4)
+    assert sel[1] - top1 == set(ties1[:10])
+
+
+def test_listed_rows_random_against_reference(device):
+    """Random rows with recency ramps of random lengths (some listed, some crowded, some pruned):
+    equal to the reference."""
+    if device != "cpu":
+        pytest.skip("the paths are forced with interpreter-sized configs")
+    g = torch.Generator().manual_seed(5)
+    T, W, k = 8, 300, 20
+    s = torch.randn(T, W, generator=g)
+    for t in range(T):
+        r = int(torch.randint(10, 90, (1,), generator=g))
+        s[t, -r:] += torch.linspace(2, 5, r) + torch.randint(0, 3, (r,), generator=g).float()
+    row_len = torch.randint(250, 301, (T,), generator=g, dtype=torch.int32)
+    base = torch.randint(0, 100, (T,), generator=g, dtype=torch.int32)
+    out, path = _run(s, k, row_len, base, device, LISTED)
+    assert PATH_LISTED in path
+    _check(out, s, k, row_len, base)
 
 
 def test_groups_past_gcap(device):
@@ -301,10 +363,11 @@ def test_config_by_row_count(monkeypatch):
         shapes = set()
         for rows in (1, 64, 264, 265, 1024, None):
             cfg = topk_pruned_config(width, 2048, 16, rows)
-            shapes.add((cfg["CAP"], cfg["GCAP"], cfg["TILE_G"], cfg["TILE"], cfg["MIN_GROUP_RATIO"]))
+            shapes.add((cfg["CAP"], cfg["LIST_CAP"], cfg["GCAP"], cfg["TILE_G"], cfg["TILE"], cfg["MIN_GROUP_RATIO"]))
+            assert cfg["CAP"] <= cfg["LIST_CAP"] <= 255 * cfg["TILE"]       # (what the launcher accepts)
             few = rows is not None and rows <= 264
             if width > 8192:
-                assert cfg["TILE_G"] == 32 and cfg["GCAP"] == min(8192, width // 16)
+                assert cfg["TILE_G"] == 32 and cfg["GCAP"] == min(8192, width // 16) and cfg["LIST_CAP"] == 4 * 8192
                 assert (cfg["num_warps"], cfg.get("maxnreg")) == ((16, None) if few else (4, 128)), (width, rows)
             else:                  # short rows only: kernels/topk.py's launch choice
                 want = topk_mod.topk_config(width, 2048, rows)
