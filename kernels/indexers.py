@@ -232,11 +232,20 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     if out is None:
         out = torch.empty((T, topk), dtype=torch.int32, device=q.device)
     gmax = None
+    pscratch = {}
     if any(groups):
         ncols = max(group_count(p["width"], g) for p, g in zip(plans, groups) if g)
         gmax = torch.empty((max(rows, 1), ncols), dtype=torch.float32, device=q.device)
-        # one scratch per group size (its group-id list is sized by the groups a row can have)
-        pscratch = {g: scratch_for_pruned(rows, width, topk, q.device, group_size=g) for g in set(groups) if g}
+        # the candidate lists (up to 40 KB a row) are shared by every group size; only the list of
+        # passing group ids is sized by the groups a row can have
+        for g in sorted(set(groups) - {0}):
+            if not pscratch:
+                pscratch[g] = scratch_for_pruned(rows, width, topk, q.device, group_size=g)
+                continue
+            first = next(iter(pscratch.values()))
+            cfg = topk_pruned_config(width, topk, g, rows, q.device)
+            glist = torch.empty((first[2].shape[0], cfg["GCAP"] + cfg["TILE_G"]), dtype=torch.int32, device=q.device)
+            pscratch[g] = (first[0], first[1], glist, first[3], first[4])
 
     def pruned_topk(cs):
         def stage():
@@ -275,7 +284,8 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
         nbytes += sum(n * topk * g * 4 for n, g in pruned)
     run = _interleave(_per_chunk(build, chunks))
     return Prepared(run=_returning(run, out), stages=stages, flops=flat_flops(ks, ke, H, D), bytes=nbytes,
-                    out=out, state=dict(groups=groups, group_maxima=group_maxima if prune else None))
+                    out=out, state=dict(groups=groups, group_maxima=group_maxima if prune else None,
+                                      pruned_scratch=pscratch))
 
 
 def _returning(run, out):

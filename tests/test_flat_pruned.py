@@ -103,3 +103,23 @@ def test_pruned_flat_at_real_shapes(kind, L, maxima):
     assert not (got == -7).any()
     # the plain top-k breaks ties towards lower positions, as the pruned one must: equal sets
     assert torch.equal(torch.sort(got, 1).values, torch.sort(plain, 1).values)
+
+
+def test_chunks_of_several_group_sizes_share_the_candidate_lists(device):
+    # a causal prefill whose chunks prune with different group sizes: one set of candidate lists
+    # (the large part of the scratch) for all, each group size its own list of passing group ids
+    T, H, D, k = 20, 4, 32, 16
+    ke = torch.arange(1, T + 1, dtype=torch.int32) * 16 + 200
+    q, k_, w, ks, ke, ksc = make_inputs(T, H, D, int(ke[-1]), torch.bfloat16, device, ke=ke)
+    prep = indexers.prepare_flat(q, k_, w, ks, ke, ksc, topk=k, prune=True, query_chunk=4)
+    groups = [g for g in prep.state["groups"] if g]
+    if device == "cpu":
+        assert len(set(groups)) >= 2, prep.state["groups"]
+    scr = list(prep.state["pruned_scratch"].values())
+    for other in scr[1:]:
+        for i in (0, 1, 3, 4):
+            assert other[i].data_ptr() == scr[0][i].data_ptr()
+        assert other[2].data_ptr() != scr[0][2].data_ptr()
+    got = prep.run()
+    ref = api.flat_select(q, k_, w, ks, ke, ksc, topk=k, backend="reference")
+    assert as_sets(got) == as_sets(ref)
