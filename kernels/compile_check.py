@@ -78,26 +78,26 @@ def cases():
     from kernels import flat_scores, gather_scores, pooling, topk
 
     yield "flat_scores fp8 H64 D128", flat_scores._flat_scores_kernel, dict(
-        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32", GMAX="*fp32",
+        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32", stride_gt="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True, GROUP=0), 8, 5
+        stride_wt="i32", stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 5
     yield "flat_scores bf16 H3 D48 forced", flat_scores._flat_scores_kernel, dict(
-        Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32", GMAX="*fp32",
+        Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32", stride_gt="i32"), dict(H=3, D=48, HP=4, DP=64, BLOCK_Q=64, BLOCK_N=64, HAS_SCALE=False,
-                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=True, GROUP=0), 8, 3
+        stride_wt="i32", stride_ot="i32"), dict(H=3, D=48, HP=4, DP=64, BLOCK_Q=64, BLOCK_N=64, HAS_SCALE=False,
+                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 3
     # HISA's block stage under the raw stage-1 rule: pooled keys, forced ends, no ReLU
     yield "flat_scores fp8 H64 D128 forced raw", flat_scores._flat_scores_kernel, dict(
-        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32", GMAX="*fp32",
+        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32", stride_gt="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=False, GROUP=0), 8, 5
+        stride_wt="i32", stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=False), 8, 5
     yield "flat_scores fp8 H128 D256 (largest shape)", flat_scores._flat_scores_kernel, dict(
-        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32", GMAX="*fp32",
+        Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32", stride_gt="i32"), dict(H=128, D=256, HP=128, DP=256, BLOCK_Q=2, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True, GROUP=0), 8, 5
+        stride_wt="i32", stride_ot="i32"), dict(H=128, D=256, HP=128, DP=256, BLOCK_Q=2, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=False, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 5
     yield "gather scores bf16 H128 D256", gather_scores._gather_scores_kernel, dict(
         Q="*bf16", K="*bf16", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
@@ -177,8 +177,8 @@ FP32_GRID = dict(heads=(1, 16, 128), dims=(128, 256), dtypes=("fp32",))
 
 def _score_sig(t):
     return dict(Q=f"*{t}", K=f"*{t}", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
-                GMAX="*fp32", T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32",
-                stride_kn="i32", stride_wt="i32", stride_ot="i32", stride_gt="i32")
+                T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
+                stride_wt="i32", stride_ot="i32")
 
 
 def _gather_sig(t):
@@ -202,15 +202,12 @@ def grid_cases(heads=GRID_H, dims=GRID_D, dtypes=("fp8", "bf16"), block_sizes=(1
                 hp, dp = next_pow2(H), padded_dim(D, es)
                 chunk = flat_scores._config(hp, fp8, dp, es)
                 decode = dict(chunk, BLOCK_Q=max(1, 16 // hp))
-                # flat-pruned's chunk launch: the same kernel writing group maxima too
-                grouped = flat_scores.grouped_config(chunk, fp8, dp, hp)
-                for what, cfg, group in (("chunk", chunk, 0), ("decode", decode, 0), ("grouped", grouped, 16)):
+                for what, cfg in (("chunk", chunk), ("decode", decode)):
                     cfg = dict(cfg)
                     nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-                    opts = {"maxnreg": cfg.pop("maxnreg")} if "maxnreg" in cfg else {}
                     yield (f"flat_scores {dtype} H{H} D{D} {what}", flat_scores._flat_scores_kernel, _score_sig(t),
-                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=False, UPCAST=False, RELU=True,
-                                GROUP=group, **cfg), nw, ns, opts)
+                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=False, UPCAST=False, RELU=True, **cfg),
+                           nw, ns)
                 ghp = max(16, hp)
                 for bs in block_sizes:
                     cfg = gather_scores.gather_config(4096, 64, ghp, dp, es, bs)

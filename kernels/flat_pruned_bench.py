@@ -1,12 +1,13 @@
-"""The flat pipeline with and without the pruned top-k, on the GPU: where its group maxima come from
-(the score kernel's epilogue, or a streaming pass over the scores) and what each stage costs.
+"""The flat pipeline with and without the pruned top-k, on the GPU: what each stage costs. (A variant
+whose group maxima came from the score kernel's epilogue was timed here and removed: 3.18 against
+2.93 ms for the pass at 128K on random inputs, docs/performance.md.)
 
     python -m kernels.flat_pruned_bench [--out DIR] [--lengths 32768,65536,131072] [--rep 60]
 
 One 1024-query chunk at the tail of L (kernels/profile_chunk.chunk_inputs), random and structured
 inputs; every variant's selection checked equal (as sorted sets) to plain flat's; whole-pipeline
 and per-stage medians from triton.testing.do_bench (L2 flushed). Not the product's measurement
-(`hisa-bench speed --backend flat,flat-pruned` is); the record of which variant flat-pruned uses.
+(`hisa-bench speed --backend flat,flat-pruned` is); the record of the pruned top-k's stage costs.
 """
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ from kernels.profile_chunk import K, chunk_inputs
 
 VARIANTS = {
     "flat": dict(prune=False),
-    "pruned-pass": dict(prune=True, group_maxima="pass"),
-    "pruned-epilogue": dict(prune=True, group_maxima="epilogue"),
+    "pruned": dict(prune=True),
 }
 
 

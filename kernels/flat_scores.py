@@ -14,11 +14,6 @@ past a row's own range are not written. The top-k kernel reads each row only ins
 FLOPs: 2 * H * D per visible (query, key) pair. Bytes: keys D (+4 for the scale) per key per
 program that reads them, 4 per written score.
 
-With GROUP > 0 the epilogue also writes each row's GROUP MAXIMA: GMAX[t, g] = max of the row's
-scores over absolute positions [(ks[t] // GROUP + g) * GROUP, + GROUP) (visible ones only); a
-group lies inside one key tile, so it costs one reduction per tile and 4 / GROUP bytes per score.
-The pruned top-k (kernels/topk_pruned.py) bounds each row's k-th score with them.
-
 With FORCE_ENDS, the first and the last visible position of every row get +inf: HISA's block stage
 uses this kernel on pooled keys and must always keep those two blocks.
 
@@ -37,13 +32,13 @@ from ._runtime import INTERPRETED, next_pow2, padded_dim
 
 @triton.jit
 def _flat_scores_kernel(
-    Q, K, K_SCALE, W, KS, KE, OUT, GMAX,
+    Q, K, K_SCALE, W, KS, KE, OUT,
     T, N_KEYS, SPLIT_N,
-    stride_qt, stride_qh, stride_kn, stride_wt, stride_ot, stride_gt,
+    stride_qt, stride_qh, stride_kn, stride_wt, stride_ot,
     H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_SCALE: tl.constexpr, FORCE_ENDS: tl.constexpr, KEYS_AS_A: tl.constexpr,
-    UPCAST: tl.constexpr, RELU: tl.constexpr, GROUP: tl.constexpr = 0,
+    UPCAST: tl.constexpr, RELU: tl.constexpr,
 ):
     pid_q = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -106,16 +101,6 @@ def _flat_scores_kernel(
             s = tl.where(ends, float("inf"), s)
         rel = n[:, None] - ks[None, :]
         tl.store(OUT + tq[None, :].to(tl.int64) * stride_ot + rel, s, mask=vis)
-        if GROUP > 0:
-            # group maxima: a group is GROUP aligned absolute positions, so it lies in one tile of
-            # one program and is written once, whole; groups with no visible key are not written
-            NG: tl.constexpr = BLOCK_N // GROUP
-            gm = tl.max(tl.reshape(tl.where(vis, s, float("-inf")), [NG, GROUP, BLOCK_Q]), axis=1)
-            g_abs = n0 // GROUP + tl.arange(0, NG)
-            g_ok = ((g_abs[:, None] * GROUP < ke[None, :]) & ((g_abs[:, None] + 1) * GROUP > ks[None, :])
-                    & (g_abs[:, None] * GROUP < N_KEYS) & tq_ok[None, :])
-            g_rel = g_abs[:, None] - ks[None, :] // GROUP
-            tl.store(GMAX + tq[None, :].to(tl.int64) * stride_gt + g_rel, gm, mask=g_ok)
 
 
 # Hopper's shared memory per block (H100 / H200: 227 KB). The budget keeps 32 KB for what the
@@ -163,25 +148,6 @@ def _config(hp: int, fp8: bool = True, dp: int = 128, esize: int | None = None):
                            num_stages=5 if fp8 else 3, KEYS_AS_A=True), hp, dp, esize)
 
 
-# Triton 3.6 (the H200's) fits the group-maxima kernel in 128 registers without spills at H >= 64,
-# fp8, D <= 128; Triton 3.9's code for it would spill 152 B or more there, so it is left uncapped.
-_CAP_FITS = tuple(int(x) for x in triton.__version__.split(".")[:2]) < (3, 7)
-
-
-def grouped_config(cfg: dict, fp8: bool, dp: int, hp: int) -> dict:
-    """The config for a launch that also writes group maxima (kernels/compile_check.py compiles
-    each for sm_90 and checks for spills):
-      * 64 queries per program (H <= 4) spill with the extra reduction (up to 188 B): 32;
-      * at H >= 64, fp8, D <= 128 the epilogue takes about 20 registers more (148 with Triton 3.6),
-        which would cost the second program per SM: capped at 128, where it fits without spills."""
-    cfg = dict(cfg)
-    if cfg["BLOCK_Q"] >= 64:
-        cfg["BLOCK_Q"] = 32
-    if not INTERPRETED and _CAP_FITS and fp8 and dp <= 128 and hp >= 64 and "maxnreg" not in cfg:
-        cfg["maxnreg"] = 128
-    return cfg
-
-
 def _span(ks, ke, block_q, block_n):
     """Longest key range a program of block_q consecutive queries must cover."""
     T = ks.shape[0]
@@ -192,17 +158,13 @@ def _span(ks, ke, block_q, block_n):
     return int((ke_g.max(1).values - (ks_g.min(1).values // block_n) * block_n).max().item())
 
 
-def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 128, esize: int | None = None,
-                group_maxima: bool = False):
+def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 128, esize: int | None = None):
     """Launch geometry for a set of query ranges (host ints; computing it syncs once).
-    D and esize (bytes per q / k element) size the tiles to fit shared memory; group_maxima: the
-    launches will also write group maxima (grouped_config)."""
+    D and esize (bytes per q / k element) size the tiles to fit shared memory."""
     T = ks.shape[0]
     hp = max(next_pow2(H), 1)
     esize = esize if esize is not None else (1 if fp8 else 2)
     cfg = dict(_config(hp, fp8, padded_dim(D, esize), esize))
-    if group_maxima:
-        cfg = grouped_config(cfg, fp8, padded_dim(D, esize), hp)
     if config:
         cfg.update(config)
     block_q, block_n = cfg["BLOCK_Q"], cfg["BLOCK_N"]
@@ -226,18 +188,10 @@ def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 12
     return dict(width=width, grid=(n_qblocks, n_split), split_n=split_n, hp=hp, cfg=cfg)
 
 
-def group_count(width: int, group_size: int) -> int:
-    """Columns a group-maxima buffer needs for rows up to `width` keys: a row starting at ks spans
-    groups ks // G .. (ke - 1) // G, at most cdiv(G - 1 + width, G) of them."""
-    return -(-(group_size - 1 + max(width, 1)) // group_size)
-
-
 def launch_scores(q, k, w, ks, ke, k_scale=None, *, out=None, force_ends=False, plan=None,
-                  config=None, relu=True, group_max=None, group_size=16):
+                  config=None, relu=True):
     """Low-level launcher: no validation (hisa_bench.api has the checked entry points).
     relu=False leaves out the ReLU (HISA's raw stage-1 rule on pooled keys).
-    group_max [T, >= groups(T)] float32 also receives each row's group maxima (see
-    group_count; group_size a power of two <= BLOCK_N): the bound kernels/topk_pruned.py prunes with.
 
     Returns out[T, width] with out[t, j] = I[t, ks[t] + j] for j < ke[t] - ks[t]; other columns
     are left as they were.
@@ -253,14 +207,10 @@ def launch_scores(q, k, w, ks, ke, k_scale=None, *, out=None, force_ends=False, 
     cfg = dict(plan["cfg"])
     block_q = cfg.pop("BLOCK_Q")
     scale = k_scale if k_scale is not None else w  # dummy pointer when unused
-    if group_max is not None:
-        assert not force_ends and cfg["BLOCK_N"] % group_size == 0, "group maxima need whole groups per tile"
     _flat_scores_kernel[plan["grid"]](
-        q, k, scale, w, ks, ke, out, group_max if group_max is not None else out,
+        q, k, scale, w, ks, ke, out,
         T, k.shape[0], plan["split_n"],
         q.stride(0), q.stride(1), k.stride(0), w.stride(0), out.stride(0),
-        group_max.stride(0) if group_max is not None else 0,
-        GROUP=group_size if group_max is not None else 0,
         H=H, D=D, HP=plan["hp"], DP=padded_dim(D, q.element_size()), BLOCK_Q=block_q,
         HAS_SCALE=k_scale is not None, FORCE_ENDS=force_ends, UPCAST=INTERPRETED, RELU=bool(relu),
         **cfg,

@@ -5,10 +5,10 @@
     j in [g*G - a, (g+1)*G - a) that lie in [0, row_len[t]); a row has cdiv(a + row_len[t], G) groups)
 
 This is the layout kernels/topk_pruned.py reads and the reference is
-kernels/topk_pruned_naive.group_max_ref. The flat score kernel can write the same maxima from its
-epilogue (kernels/flat_scores.py, GROUP > 0), but on an H200 that costs the score kernel about 20%
-(the group reduction needs a layout change of the accumulator and registers the kernel does not
-have); this pass instead reads each score once more, 4 bytes per score, at streaming bandwidth.
+kernels/topk_pruned_naive.group_max_ref. Written by the score kernel's epilogue instead, the
+maxima cost it about 20% on an H200 (0.42 ms of 2.2 at 128K: the group reduction's layout change
+of the accumulator in every key tile); that variant was measured and removed (docs/performance.md).
+This pass reads each score once more, 4 bytes per score, at streaming bandwidth.
 
 Grid: (rows, pieces of GROUPS_PER_PROG groups). Each step loads a [TILE_GROUPS, G] block, a row's
 consecutive scores, and reduces along G. Columns past a row's groups are not written.
@@ -46,6 +46,12 @@ def _group_max_kernel(S, ROW_LEN, BASE, OUT, stride_s, stride_o, GROUPS_PER_PROG
         tl.store(orow + g, tl.max(x, axis=1), mask=g < g_end)
 
 
+def group_count(width: int, group_size: int) -> int:
+    """Columns a group-maxima buffer needs for rows up to `width` keys: a row starting at ks spans
+    groups ks // G .. (ks + width - 1) // G, at most cdiv(G - 1 + width, G) of them."""
+    return -(-(group_size - 1 + max(width, 1)) // group_size)
+
+
 def group_max_config(width: int, group_size: int):
     if INTERPRETED:
         return dict(TILE_GROUPS=8, GROUPS_PER_PROG=64, num_warps=4)
@@ -62,7 +68,7 @@ def launch_group_max(scores, row_len, base, group_size: int, *, out=None, config
     cfg = group_max_config(W, G)
     if config:
         cfg.update(config)
-    n_max = -(-(G - 1 + max(W, 1)) // G)
+    n_max = group_count(W, G)
     if out is None:
         out = torch.empty((T, n_max), dtype=torch.float32, device=scores.device)
     if T == 0:

@@ -24,7 +24,8 @@ from typing import Callable
 
 import torch
 
-from .flat_scores import group_count, launch_scores, scores_plan
+from .flat_scores import launch_scores, scores_plan
+from .group_max import group_count, launch_group_max
 from .gather_scores import launch_gather_scores
 from .hisa_naive import STAGE1_RULES, check_stage1_rule, pool_keys_ref
 from .pooling import pool_mean
@@ -61,14 +62,11 @@ def _esize(t):
     return t.element_size()
 
 
-def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=False, relu=True,
-                  gmax=None, groups=None):
+def _scores_stage(q, keys, w, ks, ke, key_scale, buf, chunks, plans, force_ends=False, relu=True):
     def stage():
-        for i, ((t0, t1), plan) in enumerate(zip(chunks, plans)):
-            g = groups[i] if groups else 0
+        for (t0, t1), plan in zip(chunks, plans):
             launch_scores(q[t0:t1], keys, w[t0:t1], ks[t0:t1], ke[t0:t1], key_scale,
-                          out=buf[: t1 - t0], plan=plan, force_ends=force_ends, relu=relu,
-                          group_max=gmax[: t1 - t0] if g else None, group_size=g or 16)
+                          out=buf[: t1 - t0], plan=plan, force_ends=force_ends, relu=relu)
     return stage
 
 
@@ -159,22 +157,23 @@ def selection_flops(method: str, ks, ke, H: int, D: int, *, topk: int, block_siz
 
 # The pruned top-k bounds a row's k-th score by the k-th largest of its group maxima: the bound is
 # only as good as the groups are many. With W / G = 4k groups, about 2-3k entries of a random row
-# pass it; fewer groups leave too many, more cost the score kernel's epilogue more bytes.
+# pass it; fewer groups leave too many, more cost the group-maxima pass more bytes.
 GROUPS_PER_K = 4
 PRUNE_MIN_GROUP = 2
+PRUNE_MAX_GROUP = 64
 
 
-def pruning_group(width: int, k: int, block_n: int, fits=None) -> int:
+def pruning_group(width: int, k: int, fits=None) -> int:
     """Group size of the pruned flat top-k for rows up to `width` keys: the largest power of two
-    G <= block_n with width / G >= GROUPS_PER_K * k, doubled while fits(G) says a row would have
-    more groups (unaligned starts included) than the pruned kernel holds; 0 (no pruning) when even
-    G = 2 leaves too few groups or no G <= block_n fits."""
+    G <= PRUNE_MAX_GROUP with width / G >= GROUPS_PER_K * k, doubled while fits(G) says a row would
+    have more groups (unaligned starts included) than the pruned kernel holds; 0 (no pruning) when
+    even G = 2 leaves too few groups or no G <= PRUNE_MAX_GROUP fits."""
     g = width // (GROUPS_PER_K * max(k, 1))
     if g < PRUNE_MIN_GROUP:
         return 0
-    g = min(1 << (g.bit_length() - 1), block_n)
+    g = min(1 << (g.bit_length() - 1), PRUNE_MAX_GROUP)
     while fits is not None and not fits(g):
-        if g >= block_n:
+        if g >= PRUNE_MAX_GROUP:
             return 0
         g *= 2
     return g
@@ -195,34 +194,25 @@ def _groups_fit(ks, ke, width, k):
     return fits
 
 
-GROUP_MAXIMA = ("pass", "epilogue")
-
-
 def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, score_config=None,
-                 topk_cfg=None, out=None, prune=False, group_maxima="pass"):
+                 topk_cfg=None, out=None, prune=False):
     """prune: the top-k reads only the groups of a row that can hold a top-k score
-    (kernels/topk_pruned.py; the same selection), bounded by the rows' group maxima, which come
-    from a streaming pass over the scores (group_maxima="pass", kernels/group_max.py) or from the
-    score kernel's epilogue ("epilogue"). Chunks whose rows are too short for a useful bound
-    (pruning_group == 0) run the plain top-k."""
-    if group_maxima not in GROUP_MAXIMA:
-        raise ValueError(f"group_maxima must be one of {GROUP_MAXIMA}, got {group_maxima!r}")
+    (kernels/topk_pruned.py; the same selection), bounded by the rows' group maxima, which a
+    streaming pass over the scores computes (kernels/group_max.py). Chunks whose rows are too short
+    for a useful bound (pruning_group == 0) run the plain top-k."""
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     chunks = _chunks(T, query_chunk)
-    in_epilogue = prune and group_maxima == "epilogue"
-    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(q),
-                         group_maxima=in_epilogue) for a, b in chunks]
+    plans = [scores_plan(ks[a:b], ke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(q))
+             for a, b in chunks]
     groups = [0] * len(plans)
     if prune:
-        from .group_max import launch_group_max
         from .topk_pruned import launch_topk_pruned, scratch_for_pruned, topk_pruned_config
 
         def group_for(p, a, b):
             if p["width"] <= topk_pruned_config(p["width"], topk)["CAP"]:
                 return 0            # every row fits the top-k's registers: nothing to prune
-            return pruning_group(p["width"], topk, p["cfg"]["BLOCK_N"] if in_epilogue else 64,
-                                 _groups_fit(ks[a:b], ke[a:b], p["width"], topk))
+            return pruning_group(p["width"], topk, _groups_fit(ks[a:b], ke[a:b], p["width"], topk))
         groups = [group_for(p, a, b) for p, (a, b) in zip(plans, chunks)]
     width = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
@@ -252,8 +242,7 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
             for t0, t1 in cs:
                 g = groups[chunks.index((t0, t1))]
                 if g:
-                    if not in_epilogue:
-                        launch_group_max(buf[: t1 - t0], row_len[t0:t1], ks[t0:t1], g, out=gmax[: t1 - t0])
+                    launch_group_max(buf[: t1 - t0], row_len[t0:t1], ks[t0:t1], g, out=gmax[: t1 - t0])
                     launch_topk_pruned(buf[: t1 - t0], gmax[: t1 - t0], topk, row_len[t0:t1], ks[t0:t1], g,
                                        out=out[t0:t1], scratch=pscratch[g])
                 else:
@@ -262,10 +251,8 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
         return stage
 
     def build(cs):
-        idx = [chunks.index(c) for c in cs]
-        ps = [plans[i] for i in idx]
-        scores = _scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps, gmax=gmax if in_epilogue else None,
-                               groups=[groups[i] for i in idx] if in_epilogue else None)
+        ps = [plans[chunks.index(c)] for c in cs]
+        scores = _scores_stage(q, k, w, ks, ke, k_scale, buf, cs, ps)
         if gmax is not None:
             return [scores, pruned_topk(cs)]
         return [scores, _topk_stage(buf, topk, row_len, ks, out, cs, scratch, cfg=topk_cfg)]
@@ -275,17 +262,14 @@ def prepare_flat(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=None, 
     nbytes = (q.numel() * _esize(q) + k.numel() * _esize(k) + (4 * k.shape[0] if k_scale is not None else 0)
               + w.numel() * 4 + pairs * 8 + T * topk * 4)
     if gmax is not None:
-        # scores written once; the top-k reads the group maxima (written, then read) and at least
-        # the k groups that reach the bound, instead of every score
-        pruned = [(b - a, g) for (a, b), g in zip(chunks, groups) if g]
-        pruned_pairs = sum(_pairs(ks[a:b], ke[a:b]) for (a, b), g in zip(chunks, groups) if g)
-        nbytes -= pruned_pairs * (0 if not in_epilogue else 4)     # the pass reads every score once more
-        nbytes += sum(_pairs(ks[a:b], ke[a:b]) * 8 // g for (a, b), g in zip(chunks, groups) if g)
-        nbytes += sum(n * topk * g * 4 for n, g in pruned)
+        # the scores' read is the group-maxima pass's; it writes the maxima, which the top-k reads
+        # back with at least the k groups that reach the bound
+        for (a, b), g in zip(chunks, groups):
+            if g:
+                nbytes += _pairs(ks[a:b], ke[a:b]) * 8 // g + (b - a) * topk * g * 4
     run = _interleave(_per_chunk(build, chunks))
     return Prepared(run=_returning(run, out), stages=stages, flops=flat_flops(ks, ke, H, D), bytes=nbytes,
-                    out=out, state=dict(groups=groups, group_maxima=group_maxima if prune else None,
-                                      pruned_scratch=pscratch))
+                    out=out, state=dict(groups=groups, pruned_scratch=pscratch))
 
 
 def _returning(run, out):
@@ -462,9 +446,8 @@ def prepare_pool_update(k, k_scale, block_size, kbar, kbar_scale, block_ids):
     return run
 
 
-def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096, prune=False, group_maxima="pass"):
-    return prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk, prune=prune,
-                        group_maxima=group_maxima).run()
+def flat_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, query_chunk=4096, prune=False):
+    return prepare_flat(q, k, w, ks, ke, k_scale, topk=topk, query_chunk=query_chunk, prune=prune).run()
 
 
 def hisa_select(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",

@@ -3,8 +3,8 @@
 Same rows, same result as kernels/topk.launch_topk (relative layout: entry j of row t is position
 base[t] + j, valid for j < row_len[t]; -inf never selected; ties at the k-th key to the lowest
 positions; -1 in the slots past min(k, valid entries); output order not sorted), given beside the
-scores the GROUP MAXIMA the score kernel writes: gmax[t, g] = max of row t's scores over group g,
-where groups are G consecutive ABSOLUTE positions. With a = base[t] % G, group g covers the offsets
+scores their GROUP MAXIMA (computed by kernels/group_max.py): gmax[t, g] = max of row t's scores
+over group g, where groups are G consecutive ABSOLUTE positions. With a = base[t] % G, group g covers the offsets
 j in [g*G - a, (g+1)*G - a) that lie in [0, row_len[t]); a row has cdiv(a + row_len[t], G) groups
 (later columns of gmax are never read). -inf marks a group without a valid score.
 
@@ -186,7 +186,9 @@ def _narrow_list(LIST_K, LIST_I, list_base, n_list, bound, k, orow, row, base, C
                  CAP: tl.constexpr, TILE: tl.constexpr):
     """The k best of a candidate list of n_list keys >= bound (CAP < n_list <= LIST_CAP, at least k
     of them > bound; uint32 keys and row offsets in position order): kernels/topk.py's narrowing,
-    streaming over the list instead of the row. Each pass counts the interval's keys in 16
+    streaming over the list instead of the row. (Its counting step is written out as in topk.py's
+    _long_row: as a shared jitted helper it changes ptxas's allocation there, 596 -> 628 B spilled
+    for 131072-wide rows at 128 registers, not re-timed on the GPU.) Each pass counts the interval's keys in 16
     sub-ranges until it holds at most CAP keys or one key; then the keys above it go straight to
     orow, the interval's keys are listed at cand_base (a region apart from the list being read)
     for the caller to resolve in registers, or, for a one-key interval, the lowest-positioned ties

@@ -1,4 +1,4 @@
-"""Plain-torch references for kernels/topk_pruned.py: the group maxima the score kernel writes and
+"""Plain-torch references for kernels/topk_pruned.py: the group maxima (kernels/group_max.py) and
 the pruning bound. The selection itself is kernels/topk_naive.topk_ref (the pruned kernel must
 give the same sets).
 

@@ -19,9 +19,11 @@ def test_kernels_compile_for_sm90():
     assert not [line for line in lines if line.startswith("FAIL")]
     # 6 head counts x 5 head dims x 2 dtypes, for the chunk and decode configs and the gather kernel
     for kind in ("flat_scores (fp8|bf16) .* chunk:", "flat_scores (fp8|bf16) .* decode:",
-                 "flat_scores (fp8|bf16) .* grouped:", "gather_scores (fp8|bf16) .* B128:"):
+                 "gather_scores (fp8|bf16) .* B128:"):
         assert sum(bool(re.search(kind, line)) for line in lines) == 60, kind
     assert sum(line.split()[1] == "token_fused" for line in lines) == 5     # HISA's fused token stage
+    # the pruned top-k (many rows, few rows) and the group-maxima pass (G 4, 16)
+    assert sum(line.split()[1] in ("topk_pruned", "group_max") for line in lines) == 4
     for line in lines:
         shared = int(line.split(": ", 1)[1].split(" B shared")[0])
         assert shared <= 232448, line

@@ -19,16 +19,15 @@ from tests.helpers import as_sets, make_inputs
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("maxima", indexers.GROUP_MAXIMA)
 @pytest.mark.parametrize("structured", [None, "clusters", "sink"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, "fp8"])
-def test_pruned_flat_equals_flat_and_reference(dtype, structured, maxima, device):
+def test_pruned_flat_equals_flat_and_reference(dtype, structured, device):
     # k = 8 over rows up to 300 keys: groups of 8 (pruning_group), rows shorter than 4k*2 unpruned
     T, H, D, N, k = 8, 4, 32, 300, 8
     ks = torch.tensor([0, 0, 0, 37, 37, 101, 101, 0], dtype=torch.int32)
     ke = torch.tensor([300, 5, 64, 300, 200, 102, 299, 257], dtype=torch.int32)
     q, k_, w, ks, ke, ksc = make_inputs(T, H, D, N, dtype, device, ks=ks, ke=ke, structured=structured)
-    prep = indexers.prepare_flat(q, k_, w, ks, ke, ksc, topk=k, prune=True, group_maxima=maxima)
+    prep = indexers.prepare_flat(q, k_, w, ks, ke, ksc, topk=k, prune=True)
     # (on a GPU rows this short fit the top-k's registers: nothing to prune, the plain top-k runs)
     assert prep.state["groups"][0] > 0 or device == "cuda"
     prep.out.fill_(-7)                                        # poisoned
@@ -41,14 +40,13 @@ def test_pruned_flat_equals_flat_and_reference(dtype, structured, maxima, device
                                 ks, ke - ks, k)
 
 
-@pytest.mark.parametrize("maxima", indexers.GROUP_MAXIMA)
-def test_pruned_flat_in_chunks_mixes_pruned_and_plain_chunks(maxima, device):
+def test_pruned_flat_in_chunks_mixes_pruned_and_plain_chunks(device):
     # a causal prefill in chunks of 4 queries: the first chunks' rows are too short to prune; the
     # last one's would have more groups than the interpreter's pinned kernel holds at G = 4 (80 > 64)
     T, H, D, k = 20, 4, 32, 16
     ke = torch.arange(1, T + 1, dtype=torch.int32) * 16
     q, k_, w, ks, ke, ksc = make_inputs(T, H, D, int(ke[-1]), torch.bfloat16, device, ke=ke)
-    prep = indexers.prepare_flat(q, k_, w, ks, ke, ksc, topk=k, prune=True, query_chunk=4, group_maxima=maxima)
+    prep = indexers.prepare_flat(q, k_, w, ks, ke, ksc, topk=k, prune=True, query_chunk=4)
     groups = prep.state["groups"]
     if device == "cpu":     # (on a GPU every row here fits the top-k's registers: nothing pruned)
         assert groups[0] == 0 and groups[-1] == 8, groups
@@ -87,15 +85,14 @@ def test_flat_pruned_backend_is_registered_and_gated(tmp_path):
 
 
 @gpu_only
-@pytest.mark.parametrize("maxima", indexers.GROUP_MAXIMA)
 @pytest.mark.parametrize("kind", ["random", "structured"])
 @pytest.mark.parametrize("L", [32768, 131072])
-def test_pruned_flat_at_real_shapes(kind, L, maxima):
+def test_pruned_flat_at_real_shapes(kind, L):
     # a 1024-query chunk at the tail (the speed command's chunk mode), H 64, D 128, k 2048, fp8
     from kernels.profile_chunk import chunk_inputs
 
     q, k_, w, ks, ke, ksc = chunk_inputs(L, kind)
-    prep = indexers.prepare_flat(q, k_, w, ks, ke, ksc, topk=2048, prune=True, group_maxima=maxima)
+    prep = indexers.prepare_flat(q, k_, w, ks, ke, ksc, topk=2048, prune=True)
     assert prep.state["groups"][0] == L // (4 * 2048)
     prep.out.fill_(-7)
     got = prep.run().clone()
