@@ -2,9 +2,6 @@
 pipeline and the torch reference: the same sets on random and structured inputs, packed sequences
 with unaligned starts, k > visible keys, prefill chunks where some rows are too short to prune."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,9 +11,7 @@ from kernels import indexers
 from kernels.checks import selection_errors
 from kernels.flat_scores_naive import flat_scores_ref
 from tests.conftest import gpu_only
-from tests.helpers import as_sets, make_inputs
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import as_sets, make_inputs, run_fresh
 
 
 @pytest.mark.parametrize("structured", [None, "clusters", "sink"])
@@ -73,10 +68,7 @@ def test_flat_pruned_backend_is_registered_and_gated(tmp_path):
     args = ["speed", "--device", "cpu", "--lengths", "256", "--queries", "4", "--heads", "2", "--dim", "16",
             "--topk", "8", "--rep-ms", "0", "--warmup-ms", "0", "--backend", "flat-pruned", "--format", "json",
             "--out", str(tmp_path)]
-    env = dict(os.environ, PYTHONPATH=REPO)
-    env.pop("TRITON_INTERPRET", None)
-    p = subprocess.run([sys.executable, "-m", "hisa_bench.cli", *args], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=300)
+    p = run_fresh(args, timeout=300)        # compiled kernels here mean a fresh, interpreting process
     assert p.returncode == 0, p.stderr[-2000:]
     rows = {r["backend"]: r for r in json.loads(p.stdout)["rows"]}
     r = rows["flat-pruned"]

@@ -4,10 +4,6 @@ two-kernel path (gather scores + block-mapped top-k) selects, on random and stru
 sizes, packed sequences, ties and k larger than the candidates; the pipeline option and the
 `hisa-fused` speed backend use it. GPU tests at the real shape are marked gpu_only."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,9 +17,7 @@ from kernels.hisa_naive import hisa_select_ref, kept_blocks_ref
 from kernels.token_stage_fused import launch_token_stage
 from kernels.topk import launch_topk
 from tests.conftest import DEVICE, gpu_only
-from tests.helpers import as_sets, kernel_device, make_inputs
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import as_sets, kernel_device, make_inputs, run_fresh
 
 
 def _unfused(q, k, w, kept, ks, ke, B, topk, ksc):
@@ -229,10 +223,7 @@ def test_hisa_fused_backend_in_the_speed_command(tmp_path):
     args = ["speed", "--device", "cpu", "--lengths", "128", "--queries", "4", "--heads", "2", "--dim", "16",
             "--topk", "32", "--block-size", "16", "--blocks", "2", "--rep-ms", "0", "--warmup-ms", "0",
             "--backend", "hisa,hisa-fused", "--format", "json", "--out", str(tmp_path)]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("TRITON_INTERPRET", None)
-    p = subprocess.run([sys.executable, "-m", "hisa_bench.cli", *args], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=300)
+    p = run_fresh(args, timeout=300)        # compiled kernels here mean a fresh, interpreting process
     assert p.returncode == 0, p.stderr[-2000:]
     rows = {r["backend"]: r for r in json.loads(p.stdout)["rows"]}
     r = rows["hisa-fused"]
