@@ -148,6 +148,10 @@ def _config(hp: int, fp8: bool = True, dp: int = 128, esize: int | None = None):
                            num_stages=5 if fp8 else 3, KEYS_AS_A=True), hp, dp, esize)
 
 
+# Shortest key piece a program takes when the key range is split over programs (decode batches).
+MIN_SPLIT_KEYS = 2048
+
+
 def _span(ks, ke, block_q, block_n):
     """Longest key range a program of block_q consecutive queries must cover."""
     T = ks.shape[0]
@@ -181,7 +185,7 @@ def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 12
     n_qblocks = triton.cdiv(T, block_q) if T else 0
     if split_n is None:
         # enough programs to fill the machine, without pieces so small that reloading Q dominates
-        pieces = max(1, min(triton.cdiv(max(span, 1), 2048), triton.cdiv(4 * 132, max(n_qblocks, 1))))
+        pieces = max(1, min(triton.cdiv(max(span, 1), MIN_SPLIT_KEYS), triton.cdiv(4 * 132, max(n_qblocks, 1))))
         split_n = triton.cdiv(triton.cdiv(max(span, 1), pieces), block_n) * block_n
     split_n = max(block_n, (split_n // block_n) * block_n)
     n_split = triton.cdiv(max(span, 1), split_n)
