@@ -148,8 +148,11 @@ def _config(hp: int, fp8: bool = True, dp: int = 128, esize: int | None = None):
                            num_stages=5 if fp8 else 3, KEYS_AS_A=True), hp, dp, esize)
 
 
-# Shortest key piece a program takes when the key range is split over programs (decode batches).
-MIN_SPLIT_KEYS = 2048
+# Shortest key piece a program takes when the key range is split over programs. 256: HISA's block
+# scores in decode (64 queries x 1024 pooled keys at 128K) ran 0.020 ms as 64 programs of 1024
+# keys, 0.012 as 256 programs of 256 (kernels/decode_bench.py, docs/performance.md); long flat rows
+# are split by the other bound (programs to fill the machine) long before this one.
+MIN_SPLIT_KEYS = 256
 
 
 def _span(ks, ke, block_q, block_n):

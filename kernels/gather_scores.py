@@ -131,8 +131,9 @@ def _fit(cfg: dict, hp: int, dp: int, esize: int, bs: int) -> dict:
 def gather_config(T: int, m: int, hp: int = 64, dp: int = 128, esize: int = 1, bs: int = 128):
     if INTERPRETED:
         return dict(BLOCKS_PER_PROG=m, num_warps=4, num_stages=1, SUB=bs)
-    # split a query's blocks over several programs when there are too few queries to fill the GPU
-    per = m if T >= 4 * 132 else max(4, triton.cdiv(m * T, 8 * 132))
+    # split a query's blocks over several programs when there are too few queries to fill the GPU:
+    # about 4 programs per SM (a 64-query decode batch: 8 blocks each, 0.032 ms against 0.033 with 4)
+    per = m if T >= 4 * 132 else max(4, triton.cdiv(m * T, 4 * 132))
     return _fit(dict(BLOCKS_PER_PROG=min(m, per), num_warps=4, num_stages=3), hp, dp, esize, bs)
 
 

@@ -317,7 +317,8 @@ def topk_config(width: int, k: int, rows: int | None = None, device=None):
         # short rows: registers only
         cap = max(16, next_pow2(width))
         if not many:
-            return dict(CAP=cap, TILE=1024, num_warps=8 if cap >= 1024 else 4)
+            # 4 warps for HISA's block top-m in decode (1024 blocks: 0.0128 against 0.0134 ms with 8)
+            return dict(CAP=cap, TILE=1024, num_warps=8 if cap > 1024 else 4)
         if cap <= 1024:
             return dict(CAP=cap, TILE=1024, num_warps=1)
         return dict(CAP=cap, TILE=1024, num_warps=4, maxnreg=128)

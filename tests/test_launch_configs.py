@@ -19,13 +19,39 @@ def test_topk_launch_depends_on_row_count(compiled):
     assert topk.topk_config(8192, 2048, 1024) == dict(CAP=8192, TILE=1024, num_warps=4, maxnreg=128)
     assert topk.topk_config(8192, 2048, 64) == dict(CAP=8192, TILE=1024, num_warps=8)
     assert topk.topk_config(1024, 64, 1024) == dict(CAP=1024, TILE=1024, num_warps=1)
-    assert topk.topk_config(1024, 64, 64)["num_warps"] == 8
+    assert topk.topk_config(1024, 64, 64)["num_warps"] == 4      # HISA's block top-m in decode
+    assert topk.topk_config(2048, 64, 64)["num_warps"] == 8
     # the switch sits at two rows per SM
     assert topk.topk_config(8192, 2048, 264)["num_warps"] == 8
     assert topk.topk_config(8192, 2048, 265)["num_warps"] == 4
     # CAP (and so the scratch) never depends on the row count
     for w in (16, 1000, 8192, 9000, 131072):
         assert len({topk.topk_config(w, 2048, r)["CAP"] for r in (1, 64, 1024, 10**6)}) == 1
+
+
+def test_decode_block_scores_split_into_short_pieces(monkeypatch):
+    # 64 decode queries over 1024 pooled keys each (HISA's block stage at 128K): four 256-key pieces
+    # per query, not one program per query
+    import torch
+    import kernels.flat_scores as fs
+
+    monkeypatch.setattr(fs, "INTERPRETED", False)
+    ks = torch.arange(64, dtype=torch.int32) * 1024
+    plan = fs.scores_plan(ks, ks + 1024, 64)
+    assert plan["split_n"] == 256 and plan["grid"] == (64, 4)
+    # a 1024-query chunk of 128K keys: split by the machine-filling bound (3 pieces), as before
+    ks = torch.zeros(1024, dtype=torch.int32)
+    plan = fs.scores_plan(ks, 131072 - 1023 + torch.arange(1024, dtype=torch.int32), 64)
+    assert plan["grid"][1] == 3
+
+
+def test_gather_programs_for_few_queries(monkeypatch):
+    import kernels.gather_scores as gs
+
+    monkeypatch.setattr(gs, "INTERPRETED", False)
+    assert gs.gather_config(64, 64)["BLOCKS_PER_PROG"] == 8      # decode batch of 64: about 4 per SM
+    assert gs.gather_config(1, 64)["BLOCKS_PER_PROG"] == 4
+    assert gs.gather_config(1024, 64)["BLOCKS_PER_PROG"] == 64   # a chunk: one program per query
 
 
 def test_pruning_group_keeps_four_groups_per_k():
