@@ -11,8 +11,8 @@ command times decode. Variants change one launch rule at a time:
   tokW   the token top-k (rows of m * B candidates, few rows) with W warps (default 8)
   blkW   the block top-m (rows of visible blocks, few rows) with W warps (default 4 up to 1024
          blocks; 8 before 2026-12-01)
-  splitN the block-score kernel's key range cut into pieces of at least N keys (default 256;
-         2048 before 2026-12-01)
+  splitN the block-score kernel's key range cut into pieces of at least N keys when the queries
+         give fewer programs than SMs (default 256; 2048 before 2026-12-01)
   gathP  the gather kernel with P kept blocks per program (default: about 4 programs per SM, 8
          blocks each for 64 queries; 8 programs per SM before 2026-12-01)
 
@@ -81,11 +81,11 @@ def variants(spec: str):
         "blk4": lambda: _topk_override(block, dict(num_warps=4)),
         "blk8": lambda: _topk_override(block, dict(num_warps=8)),
         "blk16": lambda: _topk_override(block, dict(num_warps=16)),
-        "split2048": lambda: _patched(flat_scores, "MIN_SPLIT_KEYS", 2048),
-        "split1024": lambda: _patched(flat_scores, "MIN_SPLIT_KEYS", 1024),
-        "split512": lambda: _patched(flat_scores, "MIN_SPLIT_KEYS", 512),
-        "split256": lambda: _patched(flat_scores, "MIN_SPLIT_KEYS", 256),
-        "split128": lambda: _patched(flat_scores, "MIN_SPLIT_KEYS", 128),
+        "split2048": lambda: _patched(flat_scores, "SHORT_SPLIT_KEYS", 2048),
+        "split1024": lambda: _patched(flat_scores, "SHORT_SPLIT_KEYS", 1024),
+        "split512": lambda: _patched(flat_scores, "SHORT_SPLIT_KEYS", 512),
+        "split256": lambda: _patched(flat_scores, "SHORT_SPLIT_KEYS", 256),
+        "split128": lambda: _patched(flat_scores, "SHORT_SPLIT_KEYS", 128),
         "gath2": lambda: _gather_override(2),
         "gath8": lambda: _gather_override(8),
         "gath4": lambda: _gather_override(4),

@@ -148,11 +148,14 @@ def _config(hp: int, fp8: bool = True, dp: int = 128, esize: int | None = None):
                            num_stages=5 if fp8 else 3, KEYS_AS_A=True), hp, dp, esize)
 
 
-# Shortest key piece a program takes when the key range is split over programs. 256: HISA's block
-# scores in decode (64 queries x 1024 pooled keys at 128K) ran 0.020 ms as 64 programs of 1024
-# keys, 0.012 as 256 programs of 256 (kernels/decode_bench.py, docs/performance.md); long flat rows
-# are split by the other bound (programs to fill the machine) long before this one.
-MIN_SPLIT_KEYS = 256
+# Shortest key piece a program takes when the key range is split over programs: 2048 keys, or
+# SHORT_SPLIT_KEYS when the queries alone give fewer programs than SMs (decode batches). HISA's
+# block scores in decode (64 queries x 1024 pooled keys at 128K) ran 0.020 ms as 64 programs of
+# 1024 keys and 0.012 as 256 programs of 256; in a 1024-query chunk, cutting the same 1024 pooled
+# keys into 3 pieces made them slower (0.033 -> 0.041 ms): each piece reloads its 256-row query
+# tile (kernels/decode_bench.py; docs/performance.md, 2026-12-01).
+MIN_SPLIT_KEYS = 2048
+SHORT_SPLIT_KEYS = 256
 
 
 def _span(ks, ke, block_q, block_n):
@@ -188,7 +191,8 @@ def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 12
     n_qblocks = triton.cdiv(T, block_q) if T else 0
     if split_n is None:
         # enough programs to fill the machine, without pieces so small that reloading Q dominates
-        pieces = max(1, min(triton.cdiv(max(span, 1), MIN_SPLIT_KEYS), triton.cdiv(4 * 132, max(n_qblocks, 1))))
+        piece = SHORT_SPLIT_KEYS if n_qblocks < 132 else MIN_SPLIT_KEYS
+        pieces = max(1, min(triton.cdiv(max(span, 1), piece), triton.cdiv(4 * 132, max(n_qblocks, 1))))
         split_n = triton.cdiv(triton.cdiv(max(span, 1), pieces), block_n) * block_n
     split_n = max(block_n, (split_n // block_n) * block_n)
     n_split = triton.cdiv(max(span, 1), split_n)

@@ -43,6 +43,10 @@ def test_decode_block_scores_split_into_short_pieces(monkeypatch):
     ks = torch.zeros(1024, dtype=torch.int32)
     plan = fs.scores_plan(ks, 131072 - 1023 + torch.arange(1024, dtype=torch.int32), 64)
     assert plan["grid"][1] == 3
+    # the same chunk's block stage (1024 pooled keys, 256 programs of 4 queries): not split, since
+    # 3 pieces each reloading the query tile measured slower
+    plan = fs.scores_plan(ks, 1024 - 7 + torch.arange(1024, dtype=torch.int32) // 128, 64)
+    assert plan["grid"] == (256, 1)
 
 
 def test_gather_programs_for_few_queries(monkeypatch):
