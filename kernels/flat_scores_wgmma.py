@@ -43,7 +43,8 @@ if HAVE_GLUON:
         q_desc, k_desc, K_SCALE, W, KS, KE, OUT,
         T, SPLIT_N, stride_wt, stride_ot,
         H: gl.constexpr, BLOCK_Q: gl.constexpr, BLOCK_N: gl.constexpr, K_INSTR: gl.constexpr,
-        STAGES: gl.constexpr, HAS_SCALE: gl.constexpr, A_IN_REGS: gl.constexpr, num_warps: gl.constexpr,
+        STAGES: gl.constexpr, HAS_SCALE: gl.constexpr, A_IN_REGS: gl.constexpr, W_IN_REGS: gl.constexpr,
+        num_warps: gl.constexpr,
     ):
         pid_q = gl.program_id(0)
         pid_s = gl.program_id(1)
@@ -89,6 +90,19 @@ if HAVE_GLUON:
         _cta_barrier()
         mbarrier.wait(q_bar, 0)
 
+        # per-query values, loaded before the loop (the loop's stores could alias them, so the
+        # compiler would reload them per tile): each query's output row, shifted by its range start,
+        # and its range; BLOCK_Q <= 4
+        orow0, ks0, ke0 = _query_row(OUT, KS, KE, pid_q * BLOCK_Q, T, stride_ot)
+        orow1, ks1, ke1 = _query_row(OUT, KS, KE, pid_q * BLOCK_Q + 1, T, stride_ot)
+        orow2, ks2, ke2 = _query_row(OUT, KS, KE, pid_q * BLOCK_Q + 2, T, stride_ot)
+        orow3, ks3, ke3 = _query_row(OUT, KS, KE, pid_q * BLOCK_Q + 3, T, stride_ot)
+        if W_IN_REGS:
+            w0 = w_smem.slice(0, H).load(heads_l)
+            w1 = w_smem.slice((1 % BLOCK_Q) * H, H).load(heads_l)
+            w2 = w_smem.slice((2 % BLOCK_Q) * H, H).load(heads_l)
+            w3 = w_smem.slice((3 % BLOCK_Q) * H, H).load(heads_l)
+
         r = gl.arange(0, BLOCK_N, layout=keys_l)
         zero = gl.zeros([BLOCK_N, H], gl.float32, layout=mma)
         for j in range(n_tiles):
@@ -110,15 +124,29 @@ if HAVE_GLUON:
                     cur = warpgroup_mma_wait(num_outstanding=1, deps=(acc,))
                 else:
                     cur = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
-                wb = w_smem.slice(b * H, H).load(heads_l)
+                if b == 0:
+                    orow, ks_t, ke_t = orow0, ks0, ke0
+                elif b == 1:
+                    orow, ks_t, ke_t = orow1, ks1, ke1
+                elif b == 2:
+                    orow, ks_t, ke_t = orow2, ks2, ke2
+                else:
+                    orow, ks_t, ke_t = orow3, ks3, ke3
+                if W_IN_REGS:
+                    if b == 0:
+                        wb = w0
+                    elif b == 1:
+                        wb = w1
+                    elif b == 2:
+                        wb = w2
+                    else:
+                        wb = w3
+                else:
+                    wb = w_smem.slice(b * H, H).load(heads_l)
                 s = gl.sum(gl.maximum(cur, 0.0) * wb[None, :], axis=1)
                 if HAS_SCALE:
                     s = s * scale
-                t = pid_q * BLOCK_Q + b
-                ks_t = gl.load(KS + t, mask=t < T, other=0)
-                ke_t = gl.load(KE + t, mask=t < T, other=0)
-                vis = (n >= ks_t) & (n < ke_t)
-                gl.store(OUT + t.to(gl.int64) * stride_ot + (n - ks_t), s, mask=vis)
+                gl.store(orow + n, s, mask=(n >= ks_t) & (n < ke_t))
                 if b + 1 < BLOCK_Q:
                     acc = nxt
             # every warp is done with this slot (its products completed): refill it
@@ -133,13 +161,22 @@ if HAVE_GLUON:
             mbarrier.invalidate(bars.index(i))
 
 
+    @gluon.jit
+    def _query_row(OUT, KS, KE, t, T, stride_ot):
+        """Query t's output row shifted by its range start (out[t, n - ks] = row[n]) and its range;
+        an empty range past the last query."""
+        ks = gl.load(KS + t, mask=t < T, other=0)
+        ke = gl.load(KE + t, mask=t < T, other=0)
+        return OUT + t.to(gl.int64) * stride_ot - ks, ks, ke
+
+
 def _gl_dtype(dtype):
     return {torch.float8_e4m3fn: gl.float8e4nv, torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[dtype]
 
 
 def wgmma_fits(q, k, relu=True, force_ends=False) -> bool:
-    """Shapes this kernel takes: a Hopper GPU, H a power of two in 16..256 (at most 256 query-head
-    rows per TMA box), D a multiple of 16 bytes and at most 256 elements, contiguous 2-D views."""
+    """Shapes this kernel takes: a Hopper GPU, H of 64, 128 or 256 (at most 256 query-head rows per
+    TMA box, at most 4 queries per program), D a multiple of 16 bytes and at most 256 elements, contiguous 2-D views."""
     if not HAVE_GLUON or not q.is_cuda or not relu or force_ends:
         return False
     if torch.cuda.get_device_capability(q.device)[0] != 9:
@@ -147,12 +184,12 @@ def wgmma_fits(q, k, relu=True, force_ends=False) -> bool:
     T, H, D = q.shape
     es = q.element_size()
     return (q.dtype in (torch.float8_e4m3fn, torch.bfloat16, torch.float16) and k.dtype == q.dtype
-            and H in (16, 32, 64, 128, 256) and D % (16 // es) == 0 and D * es >= 32 and D <= 256
+            and H in (64, 128, 256) and D % (16 // es) == 0 and D * es >= 32 and D <= 256
             and q.is_contiguous() and k.stride(1) == 1 and (k.stride(0) * es) % 16 == 0)
 
 
 def default_config(H: int, D: int, esize: int) -> dict:
-    return dict(BLOCK_Q=max(1, 256 // H), BLOCK_N=64, STAGES=4, A_IN_REGS=False, num_warps=4)
+    return dict(BLOCK_Q=max(1, 256 // H), BLOCK_N=64, STAGES=4, A_IN_REGS=True, W_IN_REGS=False, num_warps=4)
 
 
 def launch_scores_wgmma(q, k, w, ks, ke, k_scale, out, grid, split_n, config=None):
