@@ -44,8 +44,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--lengths", default="32768,131072")
     ap.add_argument("--kinds", default="random,structured")
-    ap.add_argument("--configs", default="W_IN_REGS=1;W_IN_REGS=1:STAGES=3:maxnreg=168;A_IN_REGS=0;"
-                    "STAGES=2:maxnreg=128;W_IN_REGS=1:STAGES=2:maxnreg=128")
+    ap.add_argument("--configs", default="SPLIT_H=1;W_IN_REGS=1;STAGES=3;SPLIT_H=1:maxnreg=168;STAGES=6")
     ap.add_argument("--rep", type=int, default=60)
     a = ap.parse_args(argv)
     variants = {"wgmma": {}, **{spec: parse(spec) for spec in a.configs.split(";") if spec}}
@@ -66,7 +65,7 @@ def main(argv=None):
             for name, cfg in variants.items():
                 c = default_config(H, D, q.element_size())
                 c.update(cfg)
-                c["A_IN_REGS"], c["W_IN_REGS"] = bool(c["A_IN_REGS"]), bool(c["W_IN_REGS"])
+
                 p = flat_scores.scores_plan(ks, ke, H, config=dict(BLOCK_Q=c["BLOCK_Q"], BLOCK_N=c["BLOCK_N"]))
                 out = torch.full_like(ref, float("nan"))
                 try:
