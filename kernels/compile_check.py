@@ -36,8 +36,14 @@ def _compile(fn, sig: dict, consts: dict, num_warps=4, num_stages=3, cc=90, opti
     # As the JIT specialises a launch on aligned tensors whose strides are multiples of 16: that
     # enables vectorised, asynchronous (pipelined) loads, the variant that needs the most shared
     # memory. Without these hints the compiler does not pipeline and the figures are too low.
-    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in sig}
-    src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, ty in sig.items()
+             if not ty.startswith("tensordesc")}
+    if getattr(fn, "is_gluon", lambda: False)():
+        from triton.experimental.gluon._runtime import GluonASTSource
+
+        src = GluonASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
+    else:
+        src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", cc, 32),
                           options={"num_warps": num_warps, "num_stages": num_stages, **(options or {})})
 
@@ -139,11 +145,42 @@ def cases():
         stride_kn="i32", stride_on="i32", FIRST_BLOCK="i32"), dict(D=128, DP=128, BS=128, ROWS=128, HAS_SCALE=True,
                                                                  QUANT=True, HAS_IDS=False), 8, 3
     yield from _token_fused_cases()
+    yield from _wgmma_cases()
     yield "gather scores fp8", gather_scores._gather_scores_kernel, dict(
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
         stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BS=128, BLOCKS_PER_PROG=64, HAS_SCALE=True,
                                UPCAST=False, SUB=128), 4, 3
+
+
+def _wgmma_cases():
+    """The Gluon score kernel (kernels/flat_scores_wgmma.py; not in the pipeline: measured no faster
+    than the Triton kernel) for the shapes wgmma_fits takes: fp8 H64 D128 and H128 D128, bf16 H128
+    D64, with its default config and with the query tile and weights in shared memory only."""
+    from kernels import flat_scores_wgmma as fw
+
+    if not fw.HAVE_GLUON:
+        return
+    import torch
+    from triton.runtime.jit import mangle_type
+
+    for dtype, H, D, extra in ((torch.float8_e4m3fn, 64, 128, {}),
+                               (torch.float8_e4m3fn, 64, 128, dict(W_IN_REGS=False, SLOT_SYNC=True)),
+                               (torch.float8_e4m3fn, 128, 128, {}), (torch.bfloat16, 128, 64, {})):
+        cfg = {**fw.default_config(H, D, 1), **extra}
+        bq, bn, nw = cfg.pop("BLOCK_Q"), cfg.pop("BLOCK_N"), cfg.pop("num_warps")
+        cfg.setdefault("SLOT_SYNC", False)
+        gdt = fw._gl_dtype(dtype)
+        q2 = torch.zeros(bq * H, D, dtype=dtype)
+        k = torch.zeros(bn, D, dtype=dtype)
+        descs = [fw.TensorDescriptor(x, list(x.shape), list(x.stride()), [x.shape[0], D],
+                                     fw.gl.NVMMASharedLayout.get_default_for([x.shape[0], D], gdt)) for x in (q2, k)]
+        name = f"flat_scores_wgmma {str(dtype).split('.')[-1]} H{H} D{D}" + "".join(f" {a}={v}" for a, v in extra.items())
+        yield name, fw._flat_scores_wgmma_kernel, dict(
+            q_desc=mangle_type(descs[0]), k_desc=mangle_type(descs[1]), K_SCALE="*fp32", W="*fp32", KS="*i32",
+            KE="*i32", OUT="*fp32", T="i32", SPLIT_N="i32", stride_wt="i32", stride_ot="i32"), dict(
+            H=H, BLOCK_Q=bq, BLOCK_N=bn, K_INSTR=256 // (8 * q2.element_size()), HAS_SCALE=dtype == torch.float8_e4m3fn,
+            num_warps=nw, **cfg), nw, cfg["STAGES"]
 
 
 def _token_fused_cases():

@@ -43,20 +43,17 @@ if HAVE_GLUON:
         q_desc, k_desc, K_SCALE, W, KS, KE, OUT,
         T, SPLIT_N, stride_wt, stride_ot,
         H: gl.constexpr, BLOCK_Q: gl.constexpr, BLOCK_N: gl.constexpr, K_INSTR: gl.constexpr,
-        STAGES: gl.constexpr, SPLIT_H: gl.constexpr, W_IN_REGS: gl.constexpr, HAS_SCALE: gl.constexpr,
-        num_warps: gl.constexpr,
+        STAGES: gl.constexpr, HAS_SCALE: gl.constexpr, A_IN_REGS: gl.constexpr, W_IN_REGS: gl.constexpr,
+        SLOT_SYNC: gl.constexpr, num_warps: gl.constexpr,
     ):
         pid_q = gl.program_id(0)
         pid_s = gl.program_id(1)
         R: gl.constexpr = BLOCK_Q * H
-        HH: gl.constexpr = H // SPLIT_H          # heads per product (a "unit")
-        U: gl.constexpr = BLOCK_Q * SPLIT_H      # units per key tile
         D: gl.constexpr = k_desc.block_type.shape[1]
 
-        # one unit's product: [BLOCK_N keys, HH heads], keys split over the warps (16 rows each)
+        # one query's product: [BLOCK_N keys, H heads], keys split over the warps (16 rows each)
         mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                      instr_shape=[16, HH, K_INSTR])
-        a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=K_INSTR // 8)
+                                                      instr_shape=[16, H, K_INSTR])
         keys_l: gl.constexpr = gl.SliceLayout(1, mma)
         heads_l: gl.constexpr = gl.SliceLayout(0, mma)
         small_l: gl.constexpr = gl.BlockedLayout([BLOCK_Q], [32], [num_warps], [0])
@@ -71,7 +68,7 @@ if HAVE_GLUON:
         n_end = gl.minimum(hi, n_begin + SPLIT_N)
         n_tiles = gl.cdiv(gl.maximum(n_end - n_begin, 0), BLOCK_N)
 
-        # shared memory: the query tile, the key ring, the head weights (on their way to registers)
+        # shared memory: the query tile, the key ring, the head weights, the barriers
         q_smem = gl.allocate_shared_memory(q_desc.dtype, [R, D], q_desc.layout)
         k_bufs = gl.allocate_shared_memory(k_desc.dtype, [STAGES, BLOCK_N, D], k_desc.layout)
         w_smem = gl.allocate_shared_memory(gl.float32, [R], gl.SwizzledSharedLayout(1, 1, 1, order=[0]))
@@ -79,107 +76,94 @@ if HAVE_GLUON:
         for i in gl.static_range(STAGES + 1):
             mbarrier.init(bars.index(i), count=1)
         q_bar = bars.index(STAGES)
+
         mbarrier.expect(q_bar, q_desc.block_type.nbytes)
         _tma_load(q_desc, [pid_q * R, 0], q_bar, q_smem)
         for i in gl.static_range(STAGES):
             mbarrier.expect(bars.index(i), k_desc.block_type.nbytes, pred=i < n_tiles)
-            _tma_load(k_desc, [n_begin + i * BLOCK_N, 0], bars.index(i), k_bufs.index(i), pred=i < n_tiles)
+            _tma_load(k_desc, [n_begin + i * BLOCK_N, 0], bars.index(i), k_bufs.index(i),
+                                            pred=i < n_tiles)
 
         wi = gl.arange(0, R, layout=flat_l)
         wq = pid_q * BLOCK_Q + wi // H
         w_smem.store(gl.load(W + wq * stride_wt + wi % H, mask=wq < T, other=0.0))
         _cta_barrier()
-        # per-query values, in registers for the whole loop (loaded here because the loop's stores
-        # could alias them, so the compiler would reload them per tile); BLOCK_Q <= 4, SPLIT_H <= 2
+        mbarrier.wait(q_bar, 0)
+
+        # per-query values, loaded before the loop (the loop's stores could alias them, so the
+        # compiler would reload them per tile): each query's output row, shifted by its range start,
+        # and its range; BLOCK_Q <= 4
         orow0, ks0, ke0 = _query_row(OUT, KS, KE, pid_q * BLOCK_Q, T, stride_ot)
         orow1, ks1, ke1 = _query_row(OUT, KS, KE, pid_q * BLOCK_Q + 1, T, stride_ot)
         orow2, ks2, ke2 = _query_row(OUT, KS, KE, pid_q * BLOCK_Q + 2, T, stride_ot)
         orow3, ks3, ke3 = _query_row(OUT, KS, KE, pid_q * BLOCK_Q + 3, T, stride_ot)
         if W_IN_REGS:
-            w0 = w_smem.slice((0 % U) * HH, HH).load(heads_l)
-            w1 = w_smem.slice((1 % U) * HH, HH).load(heads_l)
-            w2 = w_smem.slice((2 % U) * HH, HH).load(heads_l)
-            w3 = w_smem.slice((3 % U) * HH, HH).load(heads_l)
-            w4 = w_smem.slice((4 % U) * HH, HH).load(heads_l)
-            w5 = w_smem.slice((5 % U) * HH, HH).load(heads_l)
-            w6 = w_smem.slice((6 % U) * HH, HH).load(heads_l)
-            w7 = w_smem.slice((7 % U) * HH, HH).load(heads_l)
-        mbarrier.wait(q_bar, 0)
+            w0 = w_smem.slice(0, H).load(heads_l)
+            w1 = w_smem.slice((1 % BLOCK_Q) * H, H).load(heads_l)
+            w2 = w_smem.slice((2 % BLOCK_Q) * H, H).load(heads_l)
+            w3 = w_smem.slice((3 % BLOCK_Q) * H, H).load(heads_l)
 
         r = gl.arange(0, BLOCK_N, layout=keys_l)
-        zero = gl.zeros([BLOCK_N, HH], gl.float32, layout=mma)
-        # the first tile's first product; every later tile's first product is issued before the
-        # previous tile's last epilogue (an extra, unused one after the last tile)
-        mbarrier.wait(bars.index(0), 0, pred=n_tiles > 0)
-        a = k_bufs.index(0).load(a_l)
-        acc = warpgroup_mma(a, q_smem.slice(0, HH).permute((1, 0)), zero, use_acc=False, is_async=True)
+        zero = gl.zeros([BLOCK_N, H], gl.float32, layout=mma)
         for j in range(n_tiles):
             slot = j % STAGES
+            mbarrier.wait(bars.index(slot), (j // STAGES) & 1)
+            if A_IN_REGS:
+                a = k_bufs.index(slot).load(gl.DotOperandLayout(operand_index=0, parent=mma, k_width=K_INSTR // 8))
+            else:
+                a = k_bufs.index(slot)
             n = n_begin + j * BLOCK_N + r
             if HAS_SCALE:
                 scale = gl.load(K_SCALE + n, mask=n < n_end, other=0.0)
-            for u in gl.static_range(U):
-                if u + 1 < U:
-                    # the next unit's product runs on the tensor cores during this unit's epilogue
-                    nxt = warpgroup_mma(a, q_smem.slice((u + 1) * HH, HH).permute((1, 0)), zero, use_acc=False,
+            acc = warpgroup_mma(a, q_smem.slice(0, H).permute((1, 0)), zero, use_acc=False, is_async=True)
+            for b in gl.static_range(BLOCK_Q):
+                if b + 1 < BLOCK_Q:
+                    # the next query's product runs on the tensor cores during this query's epilogue
+                    nxt = warpgroup_mma(a, q_smem.slice((b + 1) * H, H).permute((1, 0)), zero, use_acc=False,
                                         is_async=True)
                     cur = warpgroup_mma_wait(num_outstanding=1, deps=(acc,))
                 else:
-                    # the next tile's first product (on this tile's keys after the last tile: unused)
-                    nj = j + 1
-                    nslot = nj % STAGES
-                    mbarrier.wait(bars.index(nslot), (nj // STAGES) & 1, pred=nj < n_tiles)
-                    a = k_bufs.index(nslot).load(a_l)
-                    nxt = warpgroup_mma(a, q_smem.slice(0, HH).permute((1, 0)), zero, use_acc=False, is_async=True)
-                    cur = warpgroup_mma_wait(num_outstanding=1, deps=(acc,))
-                if u == 0:
-                    # every warp has loaded this tile's keys into registers (the warpgroup's product
-                    # that used them has completed): the slot takes the tile STAGES ahead
-                    fence_async_shared()
-                    rj = j + STAGES
-                    mbarrier.expect(bars.index(slot), k_desc.block_type.nbytes, pred=rj < n_tiles)
-                    _tma_load(k_desc, [n_begin + rj * BLOCK_N, 0], bars.index(slot), k_bufs.index(slot),
-                              pred=rj < n_tiles)
-                if not W_IN_REGS:
-                    wu = w_smem.slice(u * HH, HH).load(heads_l)
-                elif u == 0:
-                    wu = w0
-                elif u == 1:
-                    wu = w1
-                elif u == 2:
-                    wu = w2
-                elif u == 3:
-                    wu = w3
-                elif u == 4:
-                    wu = w4
-                elif u == 5:
-                    wu = w5
-                elif u == 6:
-                    wu = w6
+                    cur = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+                if b == 0:
+                    orow, ks_t, ke_t = orow0, ks0, ke0
+                elif b == 1:
+                    orow, ks_t, ke_t = orow1, ks1, ke1
+                elif b == 2:
+                    orow, ks_t, ke_t = orow2, ks2, ke2
                 else:
-                    wu = w7
-                part = gl.sum(gl.maximum(cur, 0.0) * wu[None, :], axis=1)
-                if u % SPLIT_H == 0:
-                    s = part
-                else:
-                    s = s + part
-                if u % SPLIT_H == SPLIT_H - 1:
-                    b = u // SPLIT_H
+                    orow, ks_t, ke_t = orow3, ks3, ke3
+                if W_IN_REGS:
                     if b == 0:
-                        orow, ks_t, ke_t = orow0, ks0, ke0
+                        wb = w0
                     elif b == 1:
-                        orow, ks_t, ke_t = orow1, ks1, ke1
+                        wb = w1
                     elif b == 2:
-                        orow, ks_t, ke_t = orow2, ks2, ke2
+                        wb = w2
                     else:
-                        orow, ks_t, ke_t = orow3, ks3, ke3
-                    if HAS_SCALE:
-                        s = s * scale
-                    gl.store(orow + n, s, mask=(n >= ks_t) & (n < ke_t))
-                acc = nxt
-        warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+                        wb = w3
+                else:
+                    wb = w_smem.slice(b * H, H).load(heads_l)
+                s = gl.sum(gl.maximum(cur, 0.0) * wb[None, :], axis=1)
+                if HAS_SCALE:
+                    s = s * scale
+                gl.store(orow + n, s, mask=(n >= ks_t) & (n < ke_t))
+                if b + 1 < BLOCK_Q:
+                    acc = nxt
+            # every warp is done with this slot: refill it. With the keys in registers and one
+            # warpgroup, the issuing thread's wait above already implies it (a warpgroup product
+            # starts only once every warp has issued it, so every warp's shared-memory reads of the
+            # slot are done); otherwise (SLOT_SYNC) all warps meet at a barrier first
+            if A_IN_REGS:
+                fence_async_shared()      # order the generic reads of the slot before the TMA write
+            if SLOT_SYNC:
+                _cta_barrier()
+            nj = j + STAGES
+            mbarrier.expect(bars.index(slot), k_desc.block_type.nbytes, pred=nj < n_tiles)
+            _tma_load(k_desc, [n_begin + nj * BLOCK_N, 0], bars.index(slot),
+                                            k_bufs.index(slot), pred=nj < n_tiles)
         for i in gl.static_range(STAGES + 1):
             mbarrier.invalidate(bars.index(i))
+
 
     @gluon.jit
     def _query_row(OUT, KS, KE, t, T, stride_ot):
@@ -195,8 +179,10 @@ def _gl_dtype(dtype):
 
 
 def wgmma_fits(q, k, relu=True, force_ends=False) -> bool:
-    """Shapes this kernel takes: a Hopper GPU, H of 64, 128 or 256 (at most 256 query-head rows per
-    TMA box, at most 4 queries per program), D a multiple of 16 bytes and at most 256 elements, contiguous 2-D views."""
+    """Shapes this kernel takes: a Hopper GPU, H of 64 or 128 (a TMA box of at most 256 query-head
+    rows, at most 4 queries per program), rows of 32 to 128 bytes (fp8 D <= 128, 16-bit D <= 64:
+    larger rows spill registers or overflow shared memory, `python -m kernels.compile_check`),
+    contiguous 2-D views."""
     if not HAVE_GLUON or not q.is_cuda or not relu or force_ends:
         return False
     if torch.cuda.get_device_capability(q.device)[0] != 9:
@@ -204,12 +190,12 @@ def wgmma_fits(q, k, relu=True, force_ends=False) -> bool:
     T, H, D = q.shape
     es = q.element_size()
     return (q.dtype in (torch.float8_e4m3fn, torch.bfloat16, torch.float16) and k.dtype == q.dtype
-            and H in (64, 128, 256) and D % (16 // es) == 0 and D * es >= 32 and D <= 256
+            and H in (64, 128) and D % 16 == 0 and 32 <= D * es <= 128
             and q.is_contiguous() and k.stride(1) == 1 and (k.stride(0) * es) % 16 == 0)
 
 
 def default_config(H: int, D: int, esize: int) -> dict:
-    return dict(BLOCK_Q=max(1, 256 // H), BLOCK_N=64, STAGES=4, SPLIT_H=2, W_IN_REGS=False, num_warps=4)
+    return dict(BLOCK_Q=max(1, 256 // H), BLOCK_N=64, STAGES=4, A_IN_REGS=True, W_IN_REGS=True, num_warps=4)
 
 
 def launch_scores_wgmma(q, k, w, ks, ke, k_scale, out, grid, split_n, config=None):
@@ -220,6 +206,7 @@ def launch_scores_wgmma(q, k, w, ks, ke, k_scale, out, grid, split_n, config=Non
     if config:
         cfg.update(config)
     bq, bn = cfg.pop("BLOCK_Q"), cfg.pop("BLOCK_N")
+    cfg.setdefault("SLOT_SYNC", not (cfg["A_IN_REGS"] and cfg["num_warps"] == 4))
     dt = _gl_dtype(q.dtype)
     q2 = q.view(T * H, D)
     q_layout = gl.NVMMASharedLayout.get_default_for([bq * H, D], dt)

@@ -44,7 +44,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--lengths", default="32768,131072")
     ap.add_argument("--kinds", default="random,structured")
-    ap.add_argument("--configs", default="SPLIT_H=1;W_IN_REGS=1;STAGES=3;SPLIT_H=1:maxnreg=168;STAGES=6")
+    ap.add_argument("--configs", default="SLOT_SYNC=1;W_IN_REGS=0:SLOT_SYNC=1;STAGES=3")
     ap.add_argument("--rep", type=int, default=60)
     a = ap.parse_args(argv)
     variants = {"wgmma": {}, **{spec: parse(spec) for spec in a.configs.split(";") if spec}}

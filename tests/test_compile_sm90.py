@@ -24,12 +24,16 @@ def test_kernels_compile_for_sm90():
     assert sum(line.split()[1] == "token_fused" for line in lines) == 5     # HISA's fused token stage
     # the pruned top-k (many rows, few rows) and the group-maxima pass (G 4, 16)
     assert sum(line.split()[1] in ("topk_pruned", "group_max") for line in lines) == 4
+    # the Gluon score kernel (not in the pipeline), where this Triton has Gluon
+    from kernels.flat_scores_wgmma import HAVE_GLUON
+    assert sum(line.split()[1] == "flat_scores_wgmma" for line in lines) == (4 if HAVE_GLUON else 0)
     for line in lines:
         shared = int(line.split(": ", 1)[1].split(" B shared")[0])
         assert shared <= 232448, line
     assert sum(" fp32 " in line for line in lines) >= 12          # fp32 fits shared memory too
     # (fp32 runs on tf32 and is not tuned: a few bytes spill with Triton 3.9 there)
-    ours = [line for line in lines if line.split()[1] in ("flat_scores", "gather_scores", "pool", "token_fused")
+    ours = [line for line in lines if line.split()[1] in ("flat_scores", "flat_scores_wgmma", "gather_scores", "pool",
+                                                          "token_fused")
             and " fp32 " not in line]
     assert not [line for line in ours if "SPILLS" in line], "register spills:\n" + "\n".join(
         line for line in ours if "SPILLS" in line)
