@@ -114,7 +114,8 @@ def _kth_in_registers(ck, ok, r):
     t = lo
     for i in range(nb):
         cand = t + (tl.full([], 1, tl.uint32) << (nb - 1 - i))
-        c = tl.sum((ok & (ck >= cand)).to(tl.int32), axis=0)
+        # (no `ok &`: every caller's ok is ck != 0, and cand > lo >= 1 excludes the zero keys)
+        c = tl.sum((ck >= cand).to(tl.int32), axis=0)
         t = tl.where((c >= r) & (cand > t) & (cand <= hi), cand, t)    # cand > t: no wrap-around
     return t, tl.sum((ok & (ck > t)).to(tl.int32), axis=0)
 
@@ -141,16 +142,46 @@ def _write_from_registers(ck, ci, ok, need, written, orow, row, base, MAP, strid
 
 
 @triton.jit
+def _stream_write(srow, n, thr, need, orow, row, base, MAP, stride_m, TILE: tl.constexpr,
+                  HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+    """One pass over the row in TILE-key steps (re-read from L2): the keys above thr go out, and
+    the `need` lowest-positioned keys equal to thr (thr >= 1: a valid key)."""
+    written = n * 0
+    n_eq = n * 0
+    x = tl.load(srow + tl.arange(0, TILE), mask=tl.arange(0, TILE) < n, other=float("-inf"))
+    for j0 in range(0, n, TILE):
+        j = j0 + tl.arange(0, TILE)
+        jn = j + TILE
+        x_next = tl.load(srow + jn, mask=jn < n, other=float("-inf"))
+        kx = _to_key(x)
+        x = x_next
+        eq = kx == thr
+        take = (kx > thr) | (eq & (n_eq + tl.cumsum(eq.to(tl.int32), axis=0) <= need))
+        pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
+        tl.store(orow + pos, _map_index(j, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
+        written += tl.sum(take.to(tl.int32), axis=0)
+        n_eq += tl.sum(eq.to(tl.int32), axis=0)
+
+
+@triton.jit
 def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
-               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
-    """A row of at most CAP entries: every entry is a candidate, held in registers. Returns the
-    number of positions written, min(k, valid entries)."""
+               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, STREAM: tl.constexpr = False,
+               TILE: tl.constexpr = 1024):
+    """A row of at most CAP entries: every entry is a candidate, held in registers for the
+    threshold search. The positions are written from registers, or (STREAM) by one more pass over
+    the row in TILE-key steps, which needs a tile's registers instead of the whole row's scans (at
+    8192 entries and 128 registers per thread, the in-register write spilled 1.6 KB per thread).
+    Returns the number of positions written, min(k, valid entries)."""
     ci = tl.arange(0, CAP)
     ck = _to_key(tl.load(srow + ci, mask=ci < n, other=float("-inf")))
     ok = ck != 0
     kk = tl.minimum(k, tl.sum(ok.to(tl.int32), axis=0))
     if kk > 0:
-        _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
+        if STREAM:
+            thr, n_gt = _kth_in_registers(ck, ok, kk)
+            _stream_write(srow, n, thr, kk - n_gt, orow, row, base, MAP, stride_m, TILE, HAS_MAP, MAP_BS)
+        else:
+            _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
     return kk
 
 
@@ -265,7 +296,8 @@ def _topk_kernel(
     S, ROW_LEN, BASE, MAP, OUT, CAND_K, CAND_I,
     k, stride_s, stride_m, stride_o,
     CAP: tl.constexpr, TILE: tl.constexpr, K_PAD: tl.constexpr,
-    HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
+    HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, STREAM: tl.constexpr = False,
+    LONG: tl.constexpr = True,
 ):
     row = tl.program_id(0)
     n = tl.load(ROW_LEN + row)
@@ -276,8 +308,12 @@ def _topk_kernel(
     orow = OUT + row.to(tl.int64) * stride_o
     kk = n * 0
 
-    if n <= CAP:
-        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
+    if not LONG:
+        # no row is longer than CAP (the launcher knows from the width): the long-row path is not
+        # compiled, and does not weigh on the register allocation of the short one
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS, STREAM, TILE)
+    elif n <= CAP:
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS, STREAM, TILE)
     else:
         kk = _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I, CAP, TILE, HAS_MAP, MAP_BS)
     _pad_unused(orow, kk, k, K_PAD)
@@ -316,12 +352,15 @@ def topk_config(width: int, k: int, rows: int | None = None, device=None):
     if width <= cap:
         # short rows: registers only
         cap = max(16, next_pow2(width))
+        # the positions are written by one more pass over the row (STREAM): with the long-row path
+        # compiled out, HISA's token top-k (8192 entries, 4 warps, 128 registers) spills nothing,
+        # against 1.5 KB per thread writing from registers (kernels.compile_check)
         if not many:
             # 4 warps for HISA's block top-m in decode (1024 blocks: 0.0128 against 0.0134 ms with 8)
-            return dict(CAP=cap, TILE=1024, num_warps=8 if cap > 1024 else 4)
+            return dict(CAP=cap, TILE=1024, num_warps=8 if cap > 1024 else 4, STREAM=True)
         if cap <= 1024:
-            return dict(CAP=cap, TILE=1024, num_warps=1)
-        return dict(CAP=cap, TILE=1024, num_warps=4, maxnreg=128)
+            return dict(CAP=cap, TILE=1024, num_warps=1, STREAM=True)
+        return dict(CAP=cap, TILE=1024, num_warps=4, maxnreg=128, STREAM=True)
     # long rows: streaming passes with the next 1024-key tile in flight
     if not many:
         return dict(CAP=cap, TILE=1024, num_warps=8)
@@ -351,7 +390,7 @@ def launch_topk(scores, k: int, row_len, base=None, block_map=None, map_block_si
         block_map if block_map is not None else dummy, out, cand_k, cand_i,
         k, scores.stride(0), block_map.stride(0) if block_map is not None else 0, out.stride(0),
         CAP=cap, K_PAD=next_pow2(k),
-        HAS_BASE=base is not None, HAS_MAP=block_map is not None, MAP_BS=map_block_size, **cfg,
+        HAS_BASE=base is not None, HAS_MAP=block_map is not None, MAP_BS=map_block_size, LONG=long_rows, **cfg,
     )
     return out
 
