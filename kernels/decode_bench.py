@@ -12,7 +12,8 @@ command times decode. Variants change one launch rule at a time:
   blkW   the block top-m (rows of visible blocks, few rows) with W warps (default 4 up to 1024
          blocks; 8 before 2026-12-01)
   tokreg, blkreg, bothreg: those top-k launches write their positions from registers instead of
-         by a streaming pass (STREAM=False; the default since 2026-12-01 is the pass)
+         by a streaming pass (STREAM=False, the default; the pass was the default in commits 99d6d6f
+         and 289bd17 only, and measured slower)
   splitN the block-score kernel's key range cut into pieces of at least N keys when the queries
          give fewer programs than SMs (default 256; 2048 before 2026-12-01)
   gathP  the gather kernel with P kept blocks per program (default: about 4 programs per SM, 8

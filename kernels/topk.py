@@ -169,8 +169,8 @@ def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
                TILE: tl.constexpr = 1024):
     """A row of at most CAP entries: every entry is a candidate, held in registers for the
     threshold search. The positions are written from registers, or (STREAM) by one more pass over
-    the row in TILE-key steps, which needs a tile's registers instead of the whole row's scans (at
-    8192 entries and 128 registers per thread, the in-register write spilled 1.6 KB per thread).
+    the row in TILE-key steps, which needs a tile's registers instead of the whole row's scans: no
+    spills at 8192 entries and 128 registers per thread, but slower on the H200 (topk_config).
     Returns the number of positions written, min(k, valid entries)."""
     ci = tl.arange(0, CAP)
     ck = _to_key(tl.load(srow + ci, mask=ci < n, other=float("-inf")))
@@ -352,15 +352,16 @@ def topk_config(width: int, k: int, rows: int | None = None, device=None):
     if width <= cap:
         # short rows: registers only
         cap = max(16, next_pow2(width))
-        # the positions are written by one more pass over the row (STREAM): with the long-row path
-        # compiled out, HISA's token top-k (8192 entries, 4 warps, 128 registers) spills nothing,
-        # against 1.5 KB per thread writing from registers (kernels.compile_check)
+        # (these launches compile the short-row path only, LONG=False: HISA's token top-k at 4 warps
+        # and 128 registers spills 304 B instead of 1.6 KB and ran 0.103 ms against 0.119-0.127.
+        # Writing the positions by a streaming pass instead, STREAM=True, spills nothing but measured
+        # slower: 0.107 ms for 1024 rows of 8192, 0.030 against 0.024 for 64 rows; docs/performance.md)
         if not many:
             # 4 warps for HISA's block top-m in decode (1024 blocks: 0.0128 against 0.0134 ms with 8)
-            return dict(CAP=cap, TILE=1024, num_warps=8 if cap > 1024 else 4, STREAM=True)
+            return dict(CAP=cap, TILE=1024, num_warps=8 if cap > 1024 else 4)
         if cap <= 1024:
-            return dict(CAP=cap, TILE=1024, num_warps=1, STREAM=True)
-        return dict(CAP=cap, TILE=1024, num_warps=4, maxnreg=128, STREAM=True)
+            return dict(CAP=cap, TILE=1024, num_warps=1)
+        return dict(CAP=cap, TILE=1024, num_warps=4, maxnreg=128)
     # long rows: streaming passes with the next 1024-key tile in flight
     if not many:
         return dict(CAP=cap, TILE=1024, num_warps=8)

@@ -16,9 +16,9 @@ def test_topk_launch_depends_on_row_count(compiled):
     # a chunk (1024 rows): small programs with capped registers; decode (64 rows): more warps per row
     assert topk.topk_config(131072, 2048, 1024) == dict(CAP=8192, TILE=1024, num_warps=4, maxnreg=128)
     assert topk.topk_config(131072, 2048, 64) == dict(CAP=8192, TILE=1024, num_warps=8)
-    assert topk.topk_config(8192, 2048, 1024) == dict(CAP=8192, TILE=1024, num_warps=4, maxnreg=128, STREAM=True)
-    assert topk.topk_config(8192, 2048, 64) == dict(CAP=8192, TILE=1024, num_warps=8, STREAM=True)
-    assert topk.topk_config(1024, 64, 1024) == dict(CAP=1024, TILE=1024, num_warps=1, STREAM=True)
+    assert topk.topk_config(8192, 2048, 1024) == dict(CAP=8192, TILE=1024, num_warps=4, maxnreg=128)
+    assert topk.topk_config(8192, 2048, 64) == dict(CAP=8192, TILE=1024, num_warps=8)
+    assert topk.topk_config(1024, 64, 1024) == dict(CAP=1024, TILE=1024, num_warps=1)
     assert topk.topk_config(1024, 64, 64)["num_warps"] == 4      # HISA's block top-m in decode
     assert topk.topk_config(2048, 64, 64)["num_warps"] == 8
     # the switch sits at two rows per SM
