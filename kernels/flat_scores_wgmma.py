@@ -11,18 +11,22 @@ head weights, head sum, store) runs on the CUDA cores, so the tensor cores idle 
 Here each tile's product is split by query: the MMA of query b + 1 is issued asynchronously before
 the epilogue of query b, so the two run at the same time. Key tiles arrive by TMA into a ring of
 STAGES shared-memory buffers, each completing on its own mbarrier; the program's query tile
-[BLOCK_Q * H, D] is one TMA load held for the whole loop, and its head weights sit in shared memory.
+[BLOCK_Q * H, D] is one TMA load held for the whole loop; the head weights and the per-query ranges
+are loaded into registers once.
 
-Used for fp8 and 16-bit inputs whose shapes TMA takes (kernels/flat_scores.py routes; see
-`wgmma_fits`), on Hopper GPUs only: Gluon kernels do not run in the Triton interpreter, so the
-interpreter tests exercise the Triton kernel and the GPU tests compare this one with the reference.
+Not used by the pipeline: on an H200 it measured within -1% to +8% of the Triton kernel in the same
+runs (969-1023 against 896-991 TFLOP/s), its epilogue as issue-latency-bound as the Triton one's
+(docs/performance.md, 2026-12-01). `python -m kernels.flat_scores_wgmma_bench` times it;
+`wgmma_fits` says which shapes it takes (fp8 and 16-bit inputs that TMA takes, Hopper GPUs only).
+Gluon kernels do not run in the Triton interpreter: tests/test_flat_scores_wgmma.py compares it with
+the reference on a Hopper GPU, and kernels.compile_check compiles it for sm_90 on any machine.
 """
 from __future__ import annotations
 
 import torch
 import triton
 
-try:   # Gluon ships with Triton 3.4+; without it (or without a Hopper GPU) the Triton kernel is used
+try:   # Gluon ships with Triton 3.4+; without it this module only says so (HAVE_GLUON)
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
