@@ -119,7 +119,7 @@ def cases():
             S="*fp32", ROW_LEN="*i32", BASE="*i32", MAP="*i32", OUT="*i32", CAND_K="*i32", CAND_I="*i32",
             k="i32", stride_s="i32", stride_m="i32", stride_o="i32"), dict(
             CAP=cap, TILE=cfg.pop("TILE"), K_PAD=2048, HAS_BASE=not has_map, HAS_MAP=has_map, MAP_BS=128,
-            STREAM=cfg.pop("STREAM", False), LONG=width > cap), nw, 3, cfg
+            LONG=width > cap), nw, 3, cfg
     # the pruned top-k with the GPU's config for 128K rows in groups of 16 (flat-pruned at 128K)
     from kernels import topk_pruned
 

@@ -11,9 +11,8 @@ command times decode. Variants change one launch rule at a time:
   tokW   the token top-k (rows of m * B candidates, few rows) with W warps (default 8)
   blkW   the block top-m (rows of visible blocks, few rows) with W warps (default 4 up to 1024
          blocks; 8 before 2026-12-01)
-  tokreg, blkreg, bothreg: those top-k launches write their positions from registers instead of
-         by a streaming pass (STREAM=False, the default; the pass was the default in commits 99d6d6f
-         and 289bd17 only, and measured slower)
+  (tokreg, blkreg, bothreg, at 289bd17 only: the top-k's short rows written from registers
+         instead of by a streaming pass; the pass measured slower and was removed)
   splitN the block-score kernel's key range cut into pieces of at least N keys when the queries
          give fewer programs than SMs (default 256; 2048 before 2026-12-01)
   gathP  the gather kernel with P kept blocks per program (default: about 4 programs per SM, 8
@@ -80,9 +79,6 @@ def variants(spec: str):
         "tok4": lambda: _topk_override(token, dict(num_warps=4)),
         "tok16": lambda: _topk_override(token, dict(num_warps=16)),
         "tok32": lambda: _topk_override(token, dict(num_warps=32)),
-        "tokreg": lambda: _topk_override(token, dict(STREAM=False)),
-        "blkreg": lambda: _topk_override(block, dict(STREAM=False)),
-        "bothreg": lambda: _topk_override(lambda w: True, dict(STREAM=False)),
         "blk2": lambda: _topk_override(block, dict(num_warps=2)),
         "blk4": lambda: _topk_override(block, dict(num_warps=4)),
         "blk8": lambda: _topk_override(block, dict(num_warps=8)),

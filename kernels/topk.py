@@ -142,46 +142,16 @@ def _write_from_registers(ck, ci, ok, need, written, orow, row, base, MAP, strid
 
 
 @triton.jit
-def _stream_write(srow, n, thr, need, orow, row, base, MAP, stride_m, TILE: tl.constexpr,
-                  HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
-    """One pass over the row in TILE-key steps (re-read from L2): the keys above thr go out, and
-    the `need` lowest-positioned keys equal to thr (thr >= 1: a valid key)."""
-    written = n * 0
-    n_eq = n * 0
-    x = tl.load(srow + tl.arange(0, TILE), mask=tl.arange(0, TILE) < n, other=float("-inf"))
-    for j0 in range(0, n, TILE):
-        j = j0 + tl.arange(0, TILE)
-        jn = j + TILE
-        x_next = tl.load(srow + jn, mask=jn < n, other=float("-inf"))
-        kx = _to_key(x)
-        x = x_next
-        eq = kx == thr
-        take = (kx > thr) | (eq & (n_eq + tl.cumsum(eq.to(tl.int32), axis=0) <= need))
-        pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
-        tl.store(orow + pos, _map_index(j, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
-        written += tl.sum(take.to(tl.int32), axis=0)
-        n_eq += tl.sum(eq.to(tl.int32), axis=0)
-
-
-@triton.jit
 def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
-               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, STREAM: tl.constexpr = False,
-               TILE: tl.constexpr = 1024):
-    """A row of at most CAP entries: every entry is a candidate, held in registers for the
-    threshold search. The positions are written from registers, or (STREAM) by one more pass over
-    the row in TILE-key steps, which needs a tile's registers instead of the whole row's scans: no
-    spills at 8192 entries and 128 registers per thread, but slower on the H200 (topk_config).
-    Returns the number of positions written, min(k, valid entries)."""
+               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+    """A row of at most CAP entries: every entry is a candidate, held in registers. Returns the
+    number of positions written, min(k, valid entries)."""
     ci = tl.arange(0, CAP)
     ck = _to_key(tl.load(srow + ci, mask=ci < n, other=float("-inf")))
     ok = ck != 0
     kk = tl.minimum(k, tl.sum(ok.to(tl.int32), axis=0))
     if kk > 0:
-        if STREAM:
-            thr, n_gt = _kth_in_registers(ck, ok, kk)
-            _stream_write(srow, n, thr, kk - n_gt, orow, row, base, MAP, stride_m, TILE, HAS_MAP, MAP_BS)
-        else:
-            _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
+        _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
     return kk
 
 
@@ -296,8 +266,7 @@ def _topk_kernel(
     S, ROW_LEN, BASE, MAP, OUT, CAND_K, CAND_I,
     k, stride_s, stride_m, stride_o,
     CAP: tl.constexpr, TILE: tl.constexpr, K_PAD: tl.constexpr,
-    HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, STREAM: tl.constexpr = False,
-    LONG: tl.constexpr = True,
+    HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, LONG: tl.constexpr = True,
 ):
     row = tl.program_id(0)
     n = tl.load(ROW_LEN + row)
@@ -311,9 +280,9 @@ def _topk_kernel(
     if not LONG:
         # no row is longer than CAP (the launcher knows from the width): the long-row path is not
         # compiled, and does not weigh on the register allocation of the short one
-        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS, STREAM, TILE)
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
     elif n <= CAP:
-        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS, STREAM, TILE)
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
     else:
         kk = _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I, CAP, TILE, HAS_MAP, MAP_BS)
     _pad_unused(orow, kk, k, K_PAD)
@@ -354,8 +323,8 @@ def topk_config(width: int, k: int, rows: int | None = None, device=None):
         cap = max(16, next_pow2(width))
         # (these launches compile the short-row path only, LONG=False: HISA's token top-k at 4 warps
         # and 128 registers spills 304 B instead of 1.6 KB and ran 0.103 ms against 0.119-0.127.
-        # Writing the positions by a streaming pass instead, STREAM=True, spills nothing but measured
-        # slower: 0.107 ms for 1024 rows of 8192, 0.030 against 0.024 for 64 rows; docs/performance.md)
+        # Writing the positions by a streaming pass instead spilled nothing but measured slower:
+        # 0.107 ms for 1024 rows of 8192, 0.030 against 0.024 for 64 rows; docs/performance.md)
         if not many:
             # 4 warps for HISA's block top-m in decode (1024 blocks: 0.0128 against 0.0134 ms with 8)
             return dict(CAP=cap, TILE=1024, num_warps=8 if cap > 1024 else 4)

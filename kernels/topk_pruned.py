@@ -383,7 +383,6 @@ def topk_pruned_config(width: int, k: int, group_size: int = 16, rows: int | Non
     if width <= cap:
         # every row is short: the short-row body of kernels/topk.py, with its launch choice
         short = topk_config(width, k, rows, device)
-        short.pop("STREAM", None)      # (this kernel's short rows are written from registers)
         return dict(short, LIST_CAP=short["CAP"], GCAP=16, TILE_G=16, MIN_GROUP_RATIO=1.0)
     gcap = max(16, next_pow2(width // group_size))       # (+ TILE_G: the extra group of unaligned rows)
     # MIN_GROUP_RATIO: with fewer than about 1.5 k groups (W = 32K at G = 16, k = 2048) the bound is
