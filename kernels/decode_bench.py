@@ -30,11 +30,11 @@ import os
 import sys
 
 import torch
-import triton
 
 from hisa_bench.measure.timing import TimingSettings, capture_graph, _time_graph
 from hisa_bench.workloads import make_workload
 from kernels import flat_scores, gather_scores, indexers, topk
+from kernels.topk_bench import write_record
 
 B, M_BLOCKS, K = 128, 64, 2048
 FEW_ROWS = 256        # the variants apply to launches of at most this many rows (a decode batch)
@@ -143,10 +143,7 @@ def main(argv=None):
                         rec[f"{stage}_ms"] = graph_ms(fn, settings)
                 rows.append(rec)
                 print(json.dumps(rec), flush=True)
-    with open(os.path.join(a.out, "decode_bench.json"), "w") as f:
-        json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-                       commit=os.environ.get("HISA_BENCH_GIT_COMMIT"), settings=settings.as_dict(), rows=rows),
-                  f, indent=1)
+    write_record(a.out, "decode_bench", settings.as_dict(), rows=rows)
     print(f"{'L':>7} {'inputs':<11}{'variant':<11}{'exact':>6}{'ms':>8}{'update':>8}{'bscore':>8}{'btopk':>8}"
           f"{'tscore':>8}{'ttopk':>8}")
     for r in rows:

@@ -17,11 +17,10 @@ import os
 import sys
 
 import torch
-import triton
 
 from kernels import indexers
 from kernels.profile_chunk import K, chunk_inputs
-from kernels.topk_bench import bench      # the kernel benches' one timing call (do_bench, L2 flushed)
+from kernels.topk_bench import bench, bench_timing, write_record   # the kernel benches' timing and record
 
 VARIANTS = {
     "flat": dict(prune=False),
@@ -61,9 +60,7 @@ def main(argv=None):
                 print(json.dumps(rec), flush=True)
                 del prep
             torch.cuda.empty_cache()
-    with open(os.path.join(a.out, "flat_pruned_bench.json"), "w") as f:
-        json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-                       commit=os.environ.get("HISA_BENCH_GIT_COMMIT"), rows=rows), f, indent=1)
+    write_record(a.out, "flat_pruned_bench", bench_timing(a.rep), rows=rows)
     print(f"{'L':>7} {'kind':<11}{'variant':<16}{'exact':>6}{'ms':>8}{'scores':>8}{'topk':>8}{'TFLOP/s':>9}")
     for r in rows:
         print(f"{r['L']:>7} {r['kind']:<11}{r['variant']:<16}{str(r['exact']):>6}{r['ms']:>8.3f}"

@@ -16,16 +16,11 @@ import os
 import sys
 
 import torch
-import triton
 
 from kernels import flat_scores, indexers
 from kernels.flat_scores_wgmma import default_config, launch_scores_wgmma
 from kernels.profile_chunk import chunk_inputs
-from kernels.topk_bench import bench
-
-
-def parse(spec: str) -> dict:
-    return {kv.split("=")[0]: int(kv.split("=")[1]) for kv in spec.split(":") if kv}
+from kernels.topk_bench import bench, bench_timing, parse_config, write_record
 
 
 def compare(out, ref, width_per_row):
@@ -47,7 +42,7 @@ def main(argv=None):
     ap.add_argument("--configs", default="SLOT_SYNC=1;W_IN_REGS=0:SLOT_SYNC=1;STAGES=3")
     ap.add_argument("--rep", type=int, default=60)
     a = ap.parse_args(argv)
-    variants = {"wgmma": {}, **{spec: parse(spec) for spec in a.configs.split(";") if spec}}
+    variants = {"wgmma": {}, **{spec: parse_config(spec) for spec in a.configs.split(";") if spec}}
     rows = []
     for L in [int(x) for x in a.lengths.split(",")]:
         for kind in a.kinds.split(","):
@@ -81,9 +76,7 @@ def main(argv=None):
                 print(json.dumps(rec), flush=True)
             del ref
             torch.cuda.empty_cache()
-    with open(os.path.join(a.out, "flat_scores_wgmma_bench.json"), "w") as f:
-        json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-                       commit=os.environ.get("HISA_BENCH_GIT_COMMIT"), rows=rows), f, indent=1)
+    write_record(a.out, "flat_scores_wgmma_bench", bench_timing(a.rep), rows=rows)
     print(f"{'L':>7} {'kind':<11}{'variant':<28}{'rel_err':>10}{'ms':>8}{'TFLOP/s':>9}")
     for r in rows:
         if "error" in r:

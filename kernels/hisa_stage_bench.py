@@ -15,19 +15,14 @@ import os
 import sys
 
 import torch
-import triton
 
 from kernels import indexers
 from kernels.profile_chunk import B, K, M_BLOCKS, chunk_inputs
-from kernels.topk_bench import bench      # the kernel benches' one timing call (do_bench, L2 flushed)
+from kernels.topk_bench import bench, bench_timing, parse_config, write_record   # the kernel benches' tools
 
 
 def median_ms(fn, rep):
     return bench(fn, rep)[0]
-
-
-def parse(spec: str) -> dict:
-    return {kv.split("=")[0]: int(kv.split("=")[1]) for kv in spec.split(":") if kv}
 
 
 def main(argv=None):
@@ -37,7 +32,7 @@ def main(argv=None):
     ap.add_argument("--configs", default="maxnreg=128", help="';'-separated block-score configs")
     ap.add_argument("--rep", type=int, default=60)
     a = ap.parse_args(argv)
-    variants = {"default": None, **{spec: parse(spec) for spec in a.configs.split(";") if spec}}
+    variants = {"default": None, **{spec: parse_config(spec) for spec in a.configs.split(";") if spec}}
     rows = []
     for L in [int(x) for x in a.lengths.split(",")]:
         q, k, w, ks, ke, ksc = chunk_inputs(L, "random")
@@ -52,9 +47,7 @@ def main(argv=None):
                 rec[f"{stage}_ms"] = median_ms(fn, a.rep)
             rows.append(rec)
             print(json.dumps(rec), flush=True)
-    with open(os.path.join(a.out, "hisa_stage_bench.json"), "w") as f:
-        json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-                       commit=os.environ.get("HISA_BENCH_GIT_COMMIT"), rows=rows), f, indent=1)
+    write_record(a.out, "hisa_stage_bench", bench_timing(a.rep), rows=rows)
     for r in rows:
         print(f"{r['L']:>7} {r['variant']:<16}{str(r['exact']):>6}{r['ms']:>8.3f} block_scores "
               f"{r['block_scores_ms']:.4f} block_topk {r['block_topk_ms']:.4f}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 import torch
@@ -33,6 +34,40 @@ def bench(fn, rep=100):
     fn()
     torch.cuda.synchronize()
     return triton.testing.do_bench(fn, warmup=10, rep=rep, quantiles=[0.5, 0.2, 0.8])
+
+
+def bench_timing(rep) -> dict:
+    """How bench() times, for a record's environment stamp."""
+    return dict(method="triton.testing.do_bench (CUDA events, L2 flushed before each call), one untimed "
+                       "call first", statistic="median, p20, p80", warmup_ms=10, rep_ms=rep)
+
+
+def parse_config(spec: str) -> dict:
+    """'NAME=NUMBER:NAME=NUMBER' (a launch config on the kernel benches' command lines) -> dict;
+    a malformed one ends the script with one line."""
+    cfg = {}
+    for kv in filter(None, spec.split(":")):
+        key, sep, val = kv.partition("=")
+        try:
+            if not (key and sep):
+                raise ValueError
+            cfg[key] = float(val) if "." in val else int(val)
+        except ValueError:
+            raise SystemExit(f"error: config {spec!r}: {kv!r} is not NAME=NUMBER") from None
+    return cfg
+
+
+def write_record(out_dir: str, name: str, timing: dict, **payload) -> str:
+    """DIR/<name>.json for a kernel bench: the environment stamp (GPU, driver, versions, commit,
+    command, timing settings) and the payload, written to a temporary file and then renamed."""
+    from hisa_bench.environment import stamp
+
+    command = " ".join(["python -m kernels." + name] + [shlex.quote(a) for a in sys.argv[1:]])
+    path = os.path.join(out_dir, name + ".json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(dict(env=stamp(command=command, timing=timing), **payload), f, indent=1)
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def variants():
@@ -81,15 +116,14 @@ def main(argv=None):
     results = []
     vs = variants()
     for spec in [c for c in a.configs.split(";") if c]:
-        cfg = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in spec.split(":")}
+        cfg = parse_config(spec)
         vs[f"radix {spec}"] = (lambda cfg: lambda s, k, rl, o, scr, base=None: launch_topk(
             s, k, rl, base, out=o, config=dict(cfg)))(cfg)
     pruned = {}
     if a.pruned:
         pruned["pruned"] = {}
         for spec in [c for c in a.pruned_configs.split(";") if c]:
-            pruned[f"pruned {spec}"] = {kv.split("=")[0]: (float if "." in kv else int)(kv.split("=")[1])
-                                        for kv in spec.split(":")}
+            pruned[f"pruned {spec}"] = parse_config(spec)
     for W in widths:
         k = a.k if W > 1024 else 64       # 1024-wide rows: HISA's block top-m at 128K
         for kind in a.kinds.split(","):
@@ -132,9 +166,7 @@ def main(argv=None):
             del s, s64, scr
             run = None
             torch.cuda.empty_cache()
-    with open(os.path.join(a.out, "topk_bench.json"), "w") as f:
-        json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
-                       triton=triton.__version__, results=results), f, indent=1)
+    write_record(a.out, "topk_bench", bench_timing(100), results=results)
     names = list(vs) + list(pruned)
     print(f"{'kind':<11}{'W':>8} " + " ".join(f"{n[:18]:>18}" for n in names) + f"{'torch':>9}")
     for r in results:

@@ -31,6 +31,18 @@ def make_inputs(T, H, D, N, dtype, device, *, ks=None, ke=None, structured=None,
     return mv(q), mv(k), mv(w.contiguous()), mv(ks.to(torch.int32)), mv(ke.to(torch.int32)), mv(k_scale)
 
 
+def check_poisoned_scores(out, ref, width):
+    """A score kernel's NaN-poisoned output against its float64 reference: every visible score
+    (finite in ref) written, nothing written past a row's range or past `width`. Returns the
+    relative error over the visible scores."""
+    vis = torch.isfinite(ref)
+    got = out[:, :width]
+    assert not torch.isnan(got[vis]).any(), "a visible score was not written"
+    assert torch.isnan(got[~vis]).all(), "wrote past a row's visible range"
+    assert torch.isnan(out[:, width:]).all()
+    return float((got[vis].double() - ref[vis]).norm() / ref[vis].norm())
+
+
 def as_sets(sel):
     return [set(x for x in row.tolist() if x >= 0) for row in sel.cpu()]
 

@@ -1,5 +1,6 @@
 """`hisa-bench env` and the environment stamp that every result folder carries."""
 import json
+import sys
 
 import torch
 
@@ -42,3 +43,31 @@ def test_commit_from_environment_wins_over_a_stale_git(monkeypatch):
     assert environment.git_commit() == "abc123"
     monkeypatch.delenv("HISA_BENCH_GIT_COMMIT")
     assert environment.git_commit().startswith("0123456789abcdef")
+
+
+def test_kernel_bench_records_carry_the_environment_stamp(tmp_path, monkeypatch):
+    from kernels.topk_bench import bench_timing, write_record
+
+    monkeypatch.setattr(sys, "argv", ["x", "--rows", "64"])
+    monkeypatch.setenv("HISA_BENCH_GIT_COMMIT", "abc1234")
+    path = write_record(str(tmp_path), "decode_bench", bench_timing(60), rows=[{"ms": 1.0}])
+    rec = json.loads(open(path).read())
+    assert rec["rows"] == [{"ms": 1.0}]
+    env = rec["env"]
+    assert env["git_commit"] == "abc1234" and env["command"] == "python -m kernels.decode_bench --rows 64"
+    assert env["timing"]["rep_ms"] == 60 and "torch" in env and "triton" in env and "gpu" in env
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decode_bench.json"]      # no temporary left
+
+
+def test_kernel_bench_configs_parse_or_say_which_part_is_wrong():
+    import pytest
+
+    from kernels.topk_bench import parse_config
+
+    assert parse_config("num_warps=8:maxnreg=128") == dict(num_warps=8, maxnreg=128)
+    assert parse_config("MIN_GROUP_RATIO=1.5") == dict(MIN_GROUP_RATIO=1.5)
+    assert parse_config("") == {}
+    for bad in ("num_warps", "STAGES=x", "=3"):
+        with pytest.raises(SystemExit) as e:
+            parse_config(bad)
+        assert "is not NAME=NUMBER" in str(e.value) and "\n" not in str(e.value)
