@@ -34,7 +34,7 @@ import torch
 from hisa_bench.measure.timing import TimingSettings, capture_graph, _time_graph
 from hisa_bench.workloads import make_workload
 from kernels import flat_scores, gather_scores, indexers, topk
-from kernels.topk_bench import write_record
+from kernels.topk_bench import write_record, require_gpu
 
 B, M_BLOCKS, K = 128, 64, 2048
 FEW_ROWS = 256        # the variants apply to launches of at most this many rows (a decode batch)
@@ -118,6 +118,7 @@ def main(argv=None):
     ap.add_argument("--variants", default="all")
     ap.add_argument("--rep-ms", type=float, default=40.0)
     a = ap.parse_args(argv)
+    require_gpu("decode_bench")
     settings = TimingSettings(rep_ms=a.rep_ms)
     rows = []
     for L in [int(x) for x in a.lengths.split(",")]:

@@ -20,7 +20,7 @@ import torch
 
 from kernels import indexers
 from kernels.profile_chunk import K, chunk_inputs
-from kernels.topk_bench import bench, bench_timing, write_record   # the kernel benches' timing and record
+from kernels.topk_bench import bench, bench_timing, write_record, require_gpu   # the kernel benches' timing and record
 
 VARIANTS = {
     "flat": dict(prune=False),
@@ -39,6 +39,7 @@ def main(argv=None):
     ap.add_argument("--kinds", default="random,structured")
     ap.add_argument("--rep", type=int, default=60)
     a = ap.parse_args(argv)
+    require_gpu("flat_pruned_bench")
     rows = []
     for L in [int(x) for x in a.lengths.split(",")]:
         for kind in a.kinds.split(","):

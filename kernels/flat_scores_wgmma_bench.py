@@ -20,7 +20,7 @@ import torch
 from kernels import flat_scores, indexers
 from kernels.flat_scores_wgmma import default_config, launch_scores_wgmma
 from kernels.profile_chunk import chunk_inputs
-from kernels.topk_bench import bench, bench_timing, parse_config, write_record
+from kernels.topk_bench import bench, bench_timing, parse_config, write_record, require_gpu
 
 
 def compare(out, ref, width_per_row):
@@ -42,6 +42,7 @@ def main(argv=None):
     ap.add_argument("--configs", default="SLOT_SYNC=1;W_IN_REGS=0:SLOT_SYNC=1;STAGES=3")
     ap.add_argument("--rep", type=int, default=60)
     a = ap.parse_args(argv)
+    require_gpu("flat_scores_wgmma_bench")
     variants = {"wgmma": {}, **{spec: parse_config(spec) for spec in a.configs.split(";") if spec}}
     rows = []
     for L in [int(x) for x in a.lengths.split(",")]:

@@ -18,7 +18,7 @@ import torch
 
 from kernels import indexers
 from kernels.profile_chunk import B, K, M_BLOCKS, chunk_inputs
-from kernels.topk_bench import bench, bench_timing, parse_config, write_record   # the kernel benches' tools
+from kernels.topk_bench import bench, bench_timing, parse_config, write_record, require_gpu   # the kernel benches' tools
 
 
 def median_ms(fn, rep):
@@ -32,6 +32,7 @@ def main(argv=None):
     ap.add_argument("--configs", default="maxnreg=128", help="';'-separated block-score configs")
     ap.add_argument("--rep", type=int, default=60)
     a = ap.parse_args(argv)
+    require_gpu("hisa_stage_bench")
     variants = {"default": None, **{spec: parse_config(spec) for spec in a.configs.split(";") if spec}}
     rows = []
     for L in [int(x) for x in a.lengths.split(",")]:

@@ -16,6 +16,7 @@ import torch
 
 from hisa_bench import api
 from kernels import indexers
+from kernels.topk_bench import require_gpu
 
 H, D, K, B, M_BLOCKS, QUERIES = 64, 128, 2048, 128, 64, 1024
 
@@ -42,6 +43,7 @@ def main():
     ap.add_argument("--inputs", default="random", choices=("random", "structured"))
     ap.add_argument("--extra", default="", help="comma list of further pipelines: hisa-fused, flat-pruned")
     args = ap.parse_args()
+    require_gpu("profile_chunk")
     q, k, w, ks, ke, k_scale = chunk_inputs(args.length, args.inputs)
     pipes = {
         "flat": indexers.prepare_flat(q, k, w, ks, ke, k_scale, topk=K),

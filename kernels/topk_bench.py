@@ -36,6 +36,15 @@ def bench(fn, rep=100):
     return triton.testing.do_bench(fn, warmup=10, rep=rep, quantiles=[0.5, 0.2, 0.8])
 
 
+def require_gpu(name: str):
+    """The kernel benches time compiled kernels: without a CUDA GPU, one line and a non-zero exit."""
+    if not torch.cuda.is_available():
+        raise SystemExit(f"error: python -m kernels.{name} times kernels on a CUDA GPU, and none is available")
+    from kernels._runtime import INTERPRETED
+    if INTERPRETED:
+        raise SystemExit(f"error: python -m kernels.{name} times compiled kernels: unset TRITON_INTERPRET")
+
+
 def bench_timing(rep) -> dict:
     """How bench() times, for a record's environment stamp."""
     return dict(method="triton.testing.do_bench (CUDA events, L2 flushed before each call), one untimed "
@@ -112,6 +121,7 @@ def main(argv=None):
                     help="extra pruned configs, e.g. num_warps=8:maxnreg=0;TILE_G=128;MIN_GROUP_RATIO=1.0 "
                          "(maxnreg=0: no cap)")
     a = ap.parse_args(argv)
+    require_gpu("topk_bench")
     widths = [int(x) for x in a.widths.split(",")]
     results = []
     vs = variants()

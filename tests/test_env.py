@@ -71,3 +71,18 @@ def test_kernel_bench_configs_parse_or_say_which_part_is_wrong():
         with pytest.raises(SystemExit) as e:
             parse_config(bad)
         assert "is not NAME=NUMBER" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_kernel_benches_without_a_gpu_say_so_in_one_line(monkeypatch):
+    import importlib
+
+    import pytest
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["x"])
+    for name in ("topk_bench", "flat_pruned_bench", "hisa_stage_bench", "flat_scores_wgmma_bench", "decode_bench",
+                 "profile_chunk"):
+        module = importlib.import_module(f"kernels.{name}")
+        with pytest.raises(SystemExit) as e:
+            module.main() if name == "profile_chunk" else module.main([])
+        assert str(e.value) == f"error: python -m kernels.{name} times kernels on a CUDA GPU, and none is available"
