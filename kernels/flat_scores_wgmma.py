@@ -53,6 +53,7 @@ if HAVE_GLUON:
         pid_q = gl.program_id(0)
         pid_s = gl.program_id(1)
         R: gl.constexpr = BLOCK_Q * H
+        gl.static_assert(BLOCK_Q <= 4, "at most 4 queries per program (the per-query values below)")
         D: gl.constexpr = k_desc.block_type.shape[1]
 
         # one query's product: [BLOCK_N keys, H heads], keys split over the warps (16 rows each)
