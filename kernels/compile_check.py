@@ -147,6 +147,7 @@ def cases():
                                                                  QUANT=True, HAS_IDS=False), 8, 3
     yield from _token_fused_cases()
     yield from _wgmma_cases()
+    yield from _gather_wgmma_cases()
     yield "gather scores fp8", gather_scores._gather_scores_kernel, dict(
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KEPT="*i32", KS="*i32", KE="*i32", OUT="*fp32",
         M="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32", stride_wt="i32", stride_kept="i32",
@@ -184,13 +185,47 @@ def _wgmma_cases():
             num_warps=nw, **cfg), nw, cfg["STAGES"]
 
 
+def _gather_wgmma_cases():
+    """The Gluon gather kernel (kernels/gather_scores_wgmma.py; not in the pipeline) for the shapes
+    gather_wgmma_fits takes, B = 128, m = 64, 1024 queries: fp8 H64 D128 with its default config and
+    with the keys read from shared memory, bf16 H128 D64."""
+    from kernels import gather_scores_wgmma as gw
+    from kernels.gather_scores import gather_config
+
+    if not gw.HAVE_GLUON:
+        return
+    import torch
+    from triton.runtime.jit import mangle_type
+
+    for dtype, H, D, extra in ((torch.float8_e4m3fn, 64, 128, {}),
+                               (torch.float8_e4m3fn, 64, 128, dict(A_IN_REGS=False)),
+                               (torch.bfloat16, 128, 64, {})):
+        es = torch.empty(0, dtype=dtype).element_size()
+        cfg = {**gw.default_config(H, D, es), **extra}
+        sub, nw = cfg.pop("SUB"), cfg.pop("num_warps")
+        cfg.setdefault("SLOT_SYNC", not (cfg["A_IN_REGS"] and nw == 4))
+        gdt = gw._gl_dtype(dtype)
+        q2 = torch.zeros(4 * H, D, dtype=dtype)
+        k = torch.zeros(4 * 128, D, dtype=dtype)
+        descs = [gw.TensorDescriptor(x, list(x.shape), list(x.stride()), [rows, D],
+                                     gw.gl.NVMMASharedLayout.get_default_for([rows, D], gdt))
+                 for x, rows in ((q2, H), (k, sub))]
+        name = f"gather_scores_wgmma {str(dtype).split('.')[-1]} H{H} D{D} B128" + "".join(
+            f" {a}={v}" for a, v in extra.items())
+        yield name, gw._gather_scores_wgmma_kernel, dict(
+            q_desc=mangle_type(descs[0]), k_desc=mangle_type(descs[1]), K_SCALE="*fp32", W="*fp32", KEPT="*i32",
+            KS="*i32", KE="*i32", OUT="*fp32", M="i32", stride_wt="i32", stride_kept="i32", stride_ot="i32"), dict(
+            H=H, BS=128, K_INSTR=256 // (8 * es), BLOCKS_PER_PROG=gather_config(1024, 64)["BLOCKS_PER_PROG"], HAS_SCALE=es == 1,
+            num_warps=nw, **cfg), nw, cfg["STAGES"]
+
+
 def _token_fused_cases():
     """HISA's fused token stage with the launcher's configs: the tuned shape (each way of selecting),
     the largest and the smallest (H, D); 8192 candidates per row (m = 64, B = 128)."""
     from kernels import token_stage_fused
     from kernels._runtime import next_pow2, padded_dim
 
-    for dtype, H, D, select in (("fp8", 64, 128, {}), ("fp8", 64, 128, dict(EARLY_EXIT=True)),
+    for dtype, H, D, select in (("fp8", 64, 128, {}),
                                 ("fp8", 64, 128, dict(STEP_BITS=2)), ("bf16", 128, 256, {}), ("fp8", 1, 16, {})):
         t, es = DTYPES[dtype]
         hp, dp = max(16, next_pow2(H)), padded_dim(D, es)

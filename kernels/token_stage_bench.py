@@ -34,7 +34,6 @@ import triton.testing
 # candidate configs of the fused kernel (None: the launcher's own choice for the shape)
 VARIANTS = {
     "fused": None,
-    "fused early-exit": dict(EARLY_EXIT=True),
     "fused 2-bit steps": dict(STEP_BITS=2),
     "fused 4 warps": dict(num_warps=4),
     # Triton 3.6's ptxas gives the default 167 registers per thread (one 8-warp program per SM, so

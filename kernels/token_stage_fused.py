@@ -22,12 +22,12 @@ overlap the other's selection (integer/ALU work); whether they share one depends
 ptxas gives the kernel (token_stage_config says what is known). None of this is measured yet:
 kernels/token_stage_bench.py is the measurement.
 
-EARLY_EXIT (a variant, exact): the bisection stops at the first threshold that exactly r keys reach
-(no tie can be involved then: the r-th and (r+1)-th key differ), which on random scores should come
-several steps before the 32nd (H200: 0.52 against 0.56 ms for 1024 queries); when k >= the valid
-candidates there is no bisection at all. It selects the same set as the full one.
+The selection stops its bisection at the first threshold that exactly r keys reach (topk.py's
+_threshold_in_registers: no tie can be involved then), which on random scores comes several steps
+before the 32nd (H200, as an option here before it was the rule: 0.52 against 0.56 ms for 1024
+queries); when k >= the valid candidates there is no bisection at all.
 
-STEP_BITS=2 (a variant, exact, with the early exit): two bits per bisection step, three thresholds
+STEP_BITS=2 (a variant, exact, with the same early exit): two bits per bisection step, three thresholds
 counted in one reduction, so at most 16 reductions instead of 32.
 
 Rows must fit registers: m*B <= MAX_ROW (8192 fp32 over 8 warps = 32 registers per thread). Wider
@@ -48,36 +48,13 @@ MAX_ROW = 8192          # candidates per query held in registers (m * B)
 
 
 @triton.jit
-def _kth_early_exit(ck, ok, r, n_ok):
-    """(thr, exact) such that the r best of ck[ok] (1 <= r <= n_ok = count(ok)) are the keys above
-    thr plus the lowest-slot ties at thr: the register bisection of topk._kth_in_registers, stopped
-    as soon as a candidate threshold is reached by exactly r keys. exact = 1 then (every key >= thr
-    is taken and the next key below differs), and also when r = n_ok (every valid key is taken, as
-    when k exceeds the candidates: no bisection at all)."""
-    lo = tl.min(tl.where(ok, ck, FULL), axis=0)
-    hi = tl.max(tl.where(ok, ck, 0), axis=0)
-    nb = _bit_length(hi - lo).to(tl.int32)
-    t = lo
-    i = nb * 0
-    done = (n_ok == r).to(tl.int32)
-    while (i < nb) & (done == 0):
-        cand = t + (tl.full([], 1, tl.uint32) << (nb - 1 - i).to(tl.uint32))
-        c = tl.sum((ok & (ck >= cand)).to(tl.int32), axis=0)
-        step = (c >= r) & (cand > t) & (cand <= hi)          # cand > t: no wrap-around
-        t = tl.where(step, cand, t)
-        done = (step & (c == r)).to(tl.int32)
-        i += 1
-    return t, done
-
-
-@triton.jit
 def _add_pair(a0, a1, b0, b1):
     return a0 + b0, a1 + b1
 
 
 @triton.jit
 def _kth_two_bits(ck, ok, r, n_ok):
-    """_kth_early_exit with two bits per step: three thresholds t + j * 2^s (j = 1..3) counted in one
+    """topk._threshold_in_registers with two bits per step: three thresholds t + j * 2^s (j = 1..3) counted in one
     two-operand reduction (the counts of the first two packed in 14-bit fields of one int32: at most
     8192 keys each), so 16 reductions instead of 32 where no early exit comes. Same result."""
     lo = tl.min(tl.where(ok, ck, FULL), axis=0)
@@ -109,15 +86,9 @@ def _kth_two_bits(ck, ok, r, n_ok):
 
 
 @triton.jit
-def _write_early_exit(ck, ci, ok, need, n_ok, orow, row, KEPT, stride_kept, BS: tl.constexpr,
-                      STEP_BITS: tl.constexpr):
-    """topk._write_from_registers with the early-exit threshold (the same tie rule). (Skipping the
-    tie-breaking scan when the threshold is exact, behind a branch, made ptxas take 148-199
-    registers per thread instead of 123: one program per SM instead of two; not kept.)"""
-    if STEP_BITS == 2:
-        thr, exact = _kth_two_bits(ck, ok, need, n_ok)
-    else:
-        thr, exact = _kth_early_exit(ck, ok, need, n_ok)
+def _write_two_bits(ck, ci, ok, need, n_ok, orow, row, KEPT, stride_kept, BS: tl.constexpr):
+    """topk._write_from_registers with the two-bit threshold (the same tie rule, by a prefix sum)."""
+    thr, exact = _kth_two_bits(ck, ok, need, n_ok)
     n_gt = tl.sum((ok & (ck > thr)).to(tl.int32), axis=0)
     eq = ok & (ck == thr)
     take = (ok & (ck > thr)) | (eq & (tl.cumsum(eq.to(tl.int32), axis=0) <= need - n_gt))
@@ -130,7 +101,7 @@ def _one_query(t, Q, K, K_SCALE, W, KEPT, KS, KE, OUT, srow, M, k,
                stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
                H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr,
                SUB: tl.constexpr, CAP: tl.constexpr, K_PAD: tl.constexpr, HAS_SCALE: tl.constexpr,
-               UPCAST: tl.constexpr, EARLY_EXIT: tl.constexpr, STEP_BITS: tl.constexpr):
+               UPCAST: tl.constexpr, STEP_BITS: tl.constexpr):
     q, w, ks, ke = _query_tile(t, Q, W, KS, KE, stride_qt, stride_qh, stride_wt, H, D, HP, DP, UPCAST)
     # 1-2. the kept blocks' scores into this program's scratch row (slot i * B + r), with the gather
     # kernel's own loop
@@ -146,10 +117,10 @@ def _one_query(t, Q, K, K_SCALE, W, KEPT, KS, KE, OUT, srow, M, k,
     kk = tl.minimum(k, n_ok)
     orow = OUT + t.to(tl.int64) * stride_ot
     if kk > 0:
-        if EARLY_EXIT or STEP_BITS == 2:
-            _write_early_exit(ck, ci, ok, kk, n_ok, orow, t, KEPT, stride_kept, BS, STEP_BITS)
+        if STEP_BITS == 2:
+            _write_two_bits(ck, ci, ok, kk, n_ok, orow, t, KEPT, stride_kept, BS)
         else:
-            _write_from_registers(ck, ci, ok, kk, 0, orow, t, 0, KEPT, stride_kept, True, BS)
+            _write_from_registers(ck, ci, ok, n_ok, kk, 0, orow, t, 0, KEPT, stride_kept, CAP, True, BS)
     o = tl.arange(0, K_PAD)
     tl.store(orow + o, tl.full([K_PAD], -1, tl.int32), mask=(o >= kk) & (o < k))
 
@@ -160,7 +131,7 @@ def _token_stage_kernel(
     T, M, k, stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot, stride_sc,
     H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr,
     SUB: tl.constexpr, CAP: tl.constexpr, K_PAD: tl.constexpr, QPP: tl.constexpr,
-    HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr, EARLY_EXIT: tl.constexpr, STEP_BITS: tl.constexpr,
+    HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr, STEP_BITS: tl.constexpr,
 ):
     tl.static_assert(CAP < 16384)     # (the two-bit steps pack counts of up to CAP keys in 14 bits)
     pid = tl.program_id(0)
@@ -168,7 +139,7 @@ def _token_stage_kernel(
     if QPP == 1:
         _one_query(pid, Q, K, K_SCALE, W, KEPT, KS, KE, OUT, srow, M, k,
                    stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
-                   H, D, HP, DP, BS, SUB, CAP, K_PAD, HAS_SCALE, UPCAST, EARLY_EXIT, STEP_BITS)
+                   H, D, HP, DP, BS, SUB, CAP, K_PAD, HAS_SCALE, UPCAST, STEP_BITS)
     else:
         for t in range(pid * QPP, tl.minimum(pid * QPP + QPP, T)):
             # the previous query's row has been read back by every thread before it is overwritten
@@ -176,7 +147,7 @@ def _token_stage_kernel(
             tl.debug_barrier()
             _one_query(pid * 0 + t, Q, K, K_SCALE, W, KEPT, KS, KE, OUT, srow, M, k,
                        stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
-                       H, D, HP, DP, BS, SUB, CAP, K_PAD, HAS_SCALE, UPCAST, EARLY_EXIT, STEP_BITS)
+                       H, D, HP, DP, BS, SUB, CAP, K_PAD, HAS_SCALE, UPCAST, STEP_BITS)
 
 
 def fits(blocks: int, block_size: int) -> bool:
@@ -199,9 +170,9 @@ def token_stage_config(T: int, m: int, bs: int, hp: int = 64, dp: int = 128, esi
     the default stays as measured in the headline runs, and the fused stage stays off by default."""
     cap = max(16, next_pow2(m * bs))
     if INTERPRETED:
-        return dict(CAP=cap, QPP=1, SUB=bs, num_warps=4, num_stages=1, EARLY_EXIT=False, STEP_BITS=1)
+        return dict(CAP=cap, QPP=1, SUB=bs, num_warps=4, num_stages=1, STEP_BITS=1)
     cfg = _fit(dict(num_warps=8 if cap >= 1024 else 4, num_stages=3), hp, dp, esize, bs)
-    return dict(CAP=cap, QPP=1, EARLY_EXIT=False, STEP_BITS=1, **cfg)
+    return dict(CAP=cap, QPP=1, STEP_BITS=1, **cfg)
 
 
 def token_stage_scratch(rows: int, m: int, bs: int, device, config=None):

@@ -104,19 +104,37 @@ def _sub_range(lo, hi, dshift, b):
 
 
 @triton.jit
-def _kth_in_registers(ck, ok, r):
-    """Exact r-th largest key among ck[ok] (1 <= r <= count(ok)) and how many keys are above it:
-    bisection over the bits that the smallest and largest key leave open (none for all-equal keys;
-    one reduction per bit, which beats narrowing by 16 sub-ranges when the keys sit in registers)."""
+def _threshold_in_registers(ck, ok, r, n_ok):
+    """(t, exact): the r best of ck[ok] (1 <= r <= n_ok = count(ok)) are the keys above t plus the
+    lowest-positioned ties at t. Bisection over the bits that the smallest and largest key leave
+    open (none for all-equal keys; one reduction per bit, which beats narrowing by 16 sub-ranges
+    when the keys sit in registers), stopped as soon as a threshold is reached by exactly r keys:
+    exact = 1 then (every key >= t is taken, t need not be a key). Random rows of 8192 stop after
+    about 20 of their 32 bits: the last bits only separate the r-th key from its neighbours below."""
     lo = tl.min(tl.where(ok, ck, FULL), axis=0)
     hi = tl.max(tl.where(ok, ck, 0), axis=0)
-    nb = _bit_length(hi - lo)
+    nb = _bit_length(hi - lo).to(tl.int32)
     t = lo
-    for i in range(nb):
-        cand = t + (tl.full([], 1, tl.uint32) << (nb - 1 - i))
+    i = nb * 0
+    exact = (n_ok == r).to(tl.int32)          # every valid key is taken: no bisection at all
+    while (i < nb) & (exact == 0):
+        cand = t + (tl.full([], 1, tl.uint32) << (nb - 1 - i).to(tl.uint32))
         # (no `ok &`: every caller's ok is ck != 0, and cand > lo >= 1 excludes the zero keys)
         c = tl.sum((ck >= cand).to(tl.int32), axis=0)
-        t = tl.where((c >= r) & (cand > t) & (cand <= hi), cand, t)    # cand > t: no wrap-around
+        step = (c >= r) & (cand > t) & (cand <= hi)          # cand > t: no wrap-around
+        t = tl.where(step, cand, t)
+        exact = (step & (c == r)).to(tl.int32)
+        i += 1
+    return t, exact
+
+
+@triton.jit
+def _kth_in_registers(ck, ok, r):
+    """Exact r-th largest key among ck[ok] (1 <= r <= count(ok)) and how many keys are above it."""
+    t, exact = _threshold_in_registers(ck, ok, r, tl.sum(ok.to(tl.int32), axis=0))
+    if exact:
+        # the r-th largest key is the smallest key reaching t (t >= 1: zero keys never do)
+        t = tl.min(tl.where(ck >= t, ck, FULL), axis=0)
     return t, tl.sum((ok & (ck > t)).to(tl.int32), axis=0)
 
 
@@ -130,13 +148,28 @@ def _map_index(j, row, base, MAP, stride_m, HAS_MAP: tl.constexpr, MAP_BS: tl.co
 
 
 @triton.jit
-def _write_from_registers(ck, ci, ok, need, written, orow, row, base, MAP, stride_m,
-                          HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
-    """Write the `need` best of the candidates ck[ok] (ci: their row offsets, in position order) to
-    orow[written:written + need]; ties at the threshold go to the lowest positions."""
-    thr, n_gt = _kth_in_registers(ck, ok, need)
-    eq = ok & (ck == thr)
-    take = (ok & (ck > thr)) | (eq & (tl.cumsum(eq.to(tl.int32), axis=0) <= need - n_gt))
+def _write_from_registers(ck, ci, ok, n_ok, need, written, orow, row, base, MAP, stride_m,
+                          CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+    """Write the `need` best of the n_ok candidates ck[ok] (ci: their row offsets, in position order,
+    CAP of them) to orow[written:written + need]; ties at the threshold go to the lowest positions."""
+    thr, exact = _threshold_in_registers(ck, ok, need, n_ok)
+    # thr >= 1, so neither comparison takes an invalid (zero) key
+    above = ck > thr
+    eq = ck == thr
+    ties = need - tl.sum(above.to(tl.int32), axis=0)          # ties to take at thr, in position order
+    n_eq = tl.sum(eq.to(tl.int32), axis=0)
+    # the first `ties` of them: those at list slots below p, the smallest slot bound that holds
+    # that many. Found by bisection on the slot, which runs only when some ties are left out (no
+    # iteration for rows without such ties; a scan in its place cost every row a second prefix sum)
+    slot = tl.arange(0, CAP)
+    p_lo = n_eq * 0
+    p_hi = n_eq * 0 + CAP
+    while (n_eq > ties) & (p_hi - p_lo > 1):
+        mid = (p_lo + p_hi) // 2
+        c = tl.sum((eq & (slot < mid)).to(tl.int32), axis=0)
+        p_hi = tl.where(c >= ties, mid, p_hi)
+        p_lo = tl.where(c >= ties, p_lo, mid)
+    take = above | (eq & (slot < p_hi))
     pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
     tl.store(orow + pos, _map_index(ci, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
 
@@ -149,9 +182,10 @@ def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
     ci = tl.arange(0, CAP)
     ck = _to_key(tl.load(srow + ci, mask=ci < n, other=float("-inf")))
     ok = ck != 0
-    kk = tl.minimum(k, tl.sum(ok.to(tl.int32), axis=0))
+    n_ok = tl.sum(ok.to(tl.int32), axis=0)
+    kk = tl.minimum(k, n_ok)
     if kk > 0:
-        _write_from_registers(ck, ci, ok, kk, 0, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
+        _write_from_registers(ck, ci, ok, n_ok, kk, 0, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
     return kk
 
 
@@ -166,7 +200,7 @@ def _write_listed(CAND_K, CAND_I, cand_base, n_in, need, written, orow, row, bas
     cok = c < n_in
     ck = tl.load(CAND_K + cand_base + c, mask=cok, other=0).to(tl.uint32, bitcast=True)
     ci = tl.load(CAND_I + cand_base + c, mask=cok, other=0)
-    _write_from_registers(ck, ci, cok, need, written, orow, row, base, MAP, stride_m, HAS_MAP, MAP_BS)
+    _write_from_registers(ck, ci, cok, n_in, need, written, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
 
 
 @triton.jit

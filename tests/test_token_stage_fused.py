@@ -58,7 +58,7 @@ CASES = [  # T, H, D, N, B, m, k, dtype, structured
 ]
 
 
-SELECTS = {"bisection": {}, "early-exit": dict(EARLY_EXIT=True), "two-bit": dict(STEP_BITS=2)}
+SELECTS = {"bisection": {}, "two-bit": dict(STEP_BITS=2)}
 
 
 @pytest.mark.parametrize("select", list(SELECTS))
@@ -79,11 +79,10 @@ def test_fused_equals_reference_and_unfused(T, H, D, N, B, m, k, dtype, structur
     assert as_sets(out) == as_sets(ref)                    # same scores, same tie rule: the same sets
 
 
-@pytest.mark.parametrize("variant", [dict(EARLY_EXIT=True), dict(STEP_BITS=2), dict(QPP=2),
-                                     dict(QPP=3, EARLY_EXIT=True), dict(SUB=16)])
+@pytest.mark.parametrize("variant", [dict(STEP_BITS=2), dict(QPP=2), dict(QPP=3, STEP_BITS=2), dict(SUB=16)])
 @pytest.mark.parametrize("dtype", ["fp8", torch.bfloat16])
 def test_variants_select_the_same(variant, dtype, device):
-    """The early-exit bisection, several queries per program (a scratch row reused; T not a multiple
+    """The two-bit bisection, several queries per program (a scratch row reused; T not a multiple
     of QPP) and sub-block tiles give the default's selection exactly."""
     T, H, D, N, B, m, k = 7, 4, 32, 520, 32, 4, 60
     ks = torch.tensor([0, 0, 17, 0, 33, 0, 0], dtype=torch.int32)
