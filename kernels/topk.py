@@ -106,17 +106,30 @@ def _sub_range(lo, hi, dshift, b):
 @triton.jit
 def _threshold_in_registers(ck, ok, r, n_ok):
     """(t, exact): the r best of ck[ok] (1 <= r <= n_ok = count(ok)) are the keys above t plus the
-    lowest-positioned ties at t. Bisection over the bits that the smallest and largest key leave
-    open (none for all-equal keys; one reduction per bit, which beats narrowing by 16 sub-ranges
-    when the keys sit in registers), stopped as soon as a threshold is reached by exactly r keys:
-    exact = 1 then (every key >= t is taken, t need not be a key). Random rows of 8192 stop after
-    about 20 of their 32 bits: the last bits only separate the r-th key from its neighbours below."""
+    lowest-positioned ties at t. exact = 1 when exactly r keys reach t (every key >= t is taken; t
+    need not be a key).
+
+    First, one reduction asks whether the r-th key is the zero score's: ReLU scores hold a mass of
+    exact zeros (queries whose heads all miss a key), and when the r-th key falls in it no
+    bisection can separate the ties (structured inputs, HISA's token rows: 28% of rows at 32K).
+    Otherwise, bisection over the bits that the smallest and largest key leave open (none for
+    all-equal keys; one reduction per bit, which beats narrowing by 16 sub-ranges when the keys sit
+    in registers), stopped as soon as a threshold is reached by exactly r keys: random rows of 8192
+    stop after about 20 of their 32 bits (the last bits only separate the r-th key from its
+    neighbours below)."""
+    zero = tl.full([], 0x80000000, tl.uint32)                # _to_key(0.0)
+    # two counts (each <= CAP <= 8192) in 16-bit fields of one int32: one reduction
+    both = tl.sum((ck > zero).to(tl.int32) + ((ck >= zero).to(tl.int32) << 16), axis=0)
+    n_gt0 = both & 0xFFFF
+    n_ge0 = both >> 16
+    at_zero = (n_gt0 < r) & (n_ge0 >= r)
     lo = tl.min(tl.where(ok, ck, FULL), axis=0)
     hi = tl.max(tl.where(ok, ck, 0), axis=0)
     nb = _bit_length(hi - lo).to(tl.int32)
-    t = lo
-    i = nb * 0
-    exact = (n_ok == r).to(tl.int32)          # every valid key is taken: no bisection at all
+    t = tl.where(at_zero, zero, lo)
+    i = tl.where(at_zero, nb, 0)                             # the zero key: no bisection
+    # every valid key taken, or every key from zero up: no bisection either
+    exact = ((n_ok == r) | (at_zero & (n_ge0 == r))).to(tl.int32)
     while (i < nb) & (exact == 0):
         cand = t + (tl.full([], 1, tl.uint32) << (nb - 1 - i).to(tl.uint32))
         # (no `ok &`: every caller's ok is ck != 0, and cand > lo >= 1 excludes the zero keys)
@@ -149,7 +162,8 @@ def _map_index(j, row, base, MAP, stride_m, HAS_MAP: tl.constexpr, MAP_BS: tl.co
 
 @triton.jit
 def _write_from_registers(ck, ci, ok, n_ok, need, written, orow, row, base, MAP, stride_m,
-                          CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+                          CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
+                          TIE_SCAN: tl.constexpr = False):
     """Write the `need` best of the n_ok candidates ck[ok] (ci: their row offsets, in position order,
     CAP of them) to orow[written:written + need]; ties at the threshold go to the lowest positions."""
     thr, exact = _threshold_in_registers(ck, ok, need, n_ok)
@@ -158,25 +172,31 @@ def _write_from_registers(ck, ci, ok, n_ok, need, written, orow, row, base, MAP,
     eq = ck == thr
     ties = need - tl.sum(above.to(tl.int32), axis=0)          # ties to take at thr, in position order
     n_eq = tl.sum(eq.to(tl.int32), axis=0)
-    # the first `ties` of them: those at list slots below p, the smallest slot bound that holds
-    # that many. Found by bisection on the slot, which runs only when some ties are left out (no
-    # iteration for rows without such ties; a scan in its place cost every row a second prefix sum)
-    slot = tl.arange(0, CAP)
-    p_lo = n_eq * 0
-    p_hi = n_eq * 0 + CAP
-    while (n_eq > ties) & (p_hi - p_lo > 1):
-        mid = (p_lo + p_hi) // 2
-        c = tl.sum((eq & (slot < mid)).to(tl.int32), axis=0)
-        p_hi = tl.where(c >= ties, mid, p_hi)
-        p_lo = tl.where(c >= ties, p_lo, mid)
-    take = above | (eq & (slot < p_hi))
+    if TIE_SCAN:
+        # the first `ties` of them by a prefix sum, behind a branch (rows without such ties skip it)
+        take = above | eq
+        if n_eq > ties:
+            take = above | (eq & (tl.cumsum(eq.to(tl.int32), axis=0) <= ties))
+    else:
+        # the first `ties` of them: those at list slots below p, the smallest slot bound that holds
+        # that many, found by bisection on the slot; it runs only when some ties are left out (no
+        # iteration for rows without such ties: a scan there cost every row a second prefix sum)
+        slot = tl.arange(0, CAP)
+        p_lo = n_eq * 0
+        p_hi = n_eq * 0 + CAP
+        while (n_eq > ties) & (p_hi - p_lo > 1):
+            mid = (p_lo + p_hi) // 2
+            c = tl.sum((eq & (slot < mid)).to(tl.int32), axis=0)
+            p_hi = tl.where(c >= ties, mid, p_hi)
+            p_lo = tl.where(c >= ties, p_lo, mid)
+        take = above | (eq & (slot < p_hi))
     pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
     tl.store(orow + pos, _map_index(ci, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
 
 
 @triton.jit
 def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
-               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
+               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, TIE_SCAN: tl.constexpr = False):
     """A row of at most CAP entries: every entry is a candidate, held in registers. Returns the
     number of positions written, min(k, valid entries)."""
     ci = tl.arange(0, CAP)
@@ -185,7 +205,8 @@ def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
     n_ok = tl.sum(ok.to(tl.int32), axis=0)
     kk = tl.minimum(k, n_ok)
     if kk > 0:
-        _write_from_registers(ck, ci, ok, n_ok, kk, 0, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
+        _write_from_registers(ck, ci, ok, n_ok, kk, 0, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS,
+                              TIE_SCAN)
     return kk
 
 
@@ -301,6 +322,7 @@ def _topk_kernel(
     k, stride_s, stride_m, stride_o,
     CAP: tl.constexpr, TILE: tl.constexpr, K_PAD: tl.constexpr,
     HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, LONG: tl.constexpr = True,
+    TIE_SCAN: tl.constexpr = False,
 ):
     row = tl.program_id(0)
     n = tl.load(ROW_LEN + row)
@@ -314,9 +336,9 @@ def _topk_kernel(
     if not LONG:
         # no row is longer than CAP (the launcher knows from the width): the long-row path is not
         # compiled, and does not weigh on the register allocation of the short one
-        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS, TIE_SCAN)
     elif n <= CAP:
-        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS, TIE_SCAN)
     else:
         kk = _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I, CAP, TILE, HAS_MAP, MAP_BS)
     _pad_unused(orow, kk, k, K_PAD)

@@ -22,6 +22,10 @@ def _rows(kind, T, W, device):
         s = torch.randint(0, 4, (T, W)).float()
     elif kind == "relu_zeros":       # what ReLU does to real scores: masses of exact zeros
         s = torch.randn(T, W).clamp_min(0)
+    elif kind == "zero_mass":        # fewer positive scores than k: the k-th is a zero, tied
+        u = torch.rand(T, W)
+        s = torch.where(u < 0.05, torch.rand(T, W) + 0.1, torch.where(u < 0.5, 0.0, -torch.rand(T, W) - 0.1))
+        s[:, 1::7] = -0.0                                  # -0.0 is the same score as 0.0
     elif kind == "neg_inf":
         s = torch.randn(T, W)
         s[:, ::3] = float("-inf")
@@ -33,7 +37,7 @@ def _rows(kind, T, W, device):
 
 
 @pytest.mark.parametrize("path", list(PATHS))
-@pytest.mark.parametrize("kind", ["random", "ties", "relu_zeros", "neg_inf", "huge_range", "sorted"])
+@pytest.mark.parametrize("kind", ["random", "ties", "relu_zeros", "zero_mass", "neg_inf", "huge_range", "sorted"])
 def test_topk_equals_reference(kind, path, device):
     T, W, k = 6, 300, 20
     s = _rows(kind, T, W, device)
@@ -106,6 +110,33 @@ def test_topk_on_score_row_kinds(kind, path, device):
     ref = topk_ref(s, k, row_len)
     assert not (out == -7).any(), "unwritten output slots"
     assert as_sets(out) == as_sets(ref)
+
+
+@pytest.mark.parametrize("tie_scan", [False, True])
+@pytest.mark.parametrize("k", [3, 4, 5, 6, 9])
+def test_topk_threshold_at_zero(k, tie_scan, device):
+    """k-th score exactly zero: k = 3 takes the positives only; 4 splits the zeros (lowest positions);
+    5 takes every key from zero up (exactly k of them, no tie to cut); 6 and 9 reach the negatives
+    below. With the ties cut by a prefix sum (TIE_SCAN) or by bisection on the slot."""
+    s = torch.tensor([[-1.0, 0.0, 2.0, -0.0, -3.0, 5.0, 0.5, -2.0, float("-inf"), -0.5]], device=device)
+    row_len = torch.tensor([10], dtype=torch.int32, device=device)
+    cfg = dict(TIE_SCAN=tie_scan, **(DIRECT if device == "cpu" else {}))
+    out = torch.full((1, k), -7, dtype=torch.int32, device=device)
+    launch_topk(s, k, row_len, None, out=out, config=cfg)
+    assert as_sets(out) == as_sets(topk_ref(s, k, row_len))
+    assert as_sets(out)[0] >= {2, 5, 6}
+
+
+@pytest.mark.parametrize("tie_scan", [False, True])
+@pytest.mark.parametrize("kind", ["zero_mass", "ties", "random"])
+def test_topk_tie_cut_either_way(kind, tie_scan, device):
+    # rows of the register path, ties at the k-th score cut by either rule: the reference's sets
+    T, W, k = 4, 300, 20
+    s = _rows(kind, T, W, device)
+    row_len = torch.tensor([300, 250, 40, 300], dtype=torch.int32, device=device)
+    out = torch.full((T, k), -7, dtype=torch.int32, device=device)
+    launch_topk(s, k, row_len, None, out=out, config=dict(TIE_SCAN=tie_scan, **(DIRECT if device == "cpu" else {})))
+    assert as_sets(out) == as_sets(topk_ref(s, k, row_len))
 
 
 def test_topk_signed_zeros_tie(device):
