@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 # the smallest shapes that still run every stage: 4 queries, 2 heads, D = 16, top-32 of 128 keys
 TINY = ["--device", "cpu", "--lengths", "128", "--queries", "4", "--heads", "2", "--dim", "16", "--topk", "32",
         "--block-size", "16", "--blocks", "2", "--rep-ms", "0", "--warmup-ms", "0"]
-HISA_STAGES = ("pool", "block_scores", "block_topk", "token_scores", "token_topk")
+# (chunk and decode keep the pooled keys up to date instead of a pool stage: pool_update_ms)
+HISA_STAGES = ("block_scores", "block_topk", "token_scores", "token_topk")
 TIMING = ("median_ms", "p20_ms", "p80_ms", "tflops", "flops", "speedup")
 
 USER_BACKENDS = '''
@@ -232,10 +233,10 @@ def test_stage_columns(main_run):
     flat = _rows(main_run, "chunk", "flat")[0]
     assert flat["stage_scores_ms"] > 0 and flat["stage_topk_ms"] > 0
     assert all(flat.get(f"stage_{s}_ms") is None for s in HISA_STAGES)
-    dec = _rows(main_run, "decode", "hisa")[0]
-    assert dec["pool_update_ms"] > 0
-    assert dec.get("stage_pool_ms") is None        # decode keeps pooled keys up to date instead
-    assert _rows(main_run, "chunk", "hisa")[0].get("pool_update_ms") is None
+    for mode in ("decode", "chunk"):
+        row = _rows(main_run, mode, "hisa")[0]
+        assert row["pool_update_ms"] > 0
+        assert row.get("stage_pool_ms") is None        # pooled keys kept up to date instead
 
 
 def test_user_backends(main_run):
@@ -485,18 +486,21 @@ def test_a_sticky_cuda_error_keeps_the_rows_before_it(tmp_path):
     assert (folder / "env.json").exists()
 
 
-def test_decode_time_includes_the_pooled_key_update(monkeypatch, tmp_path):
-    """Our HISA's decode median times the pooled-key update and then the selection, as serving
-    runs a step; pool_update_ms is the update alone. Flat has no pooled keys to update."""
+@pytest.mark.parametrize("mode", ["decode", "chunk"])
+def test_step_time_includes_the_pooled_key_update(mode, monkeypatch, tmp_path):
+    """Our HISA's decode and chunk medians time the pooled-key update of the step's new keys and
+    then the selection, as serving runs a step; pool_update_ms is the update alone. Flat has no
+    pooled keys to update."""
     import kernels.indexers as indexers
     import hisa_bench.measure.speed as speed_measure
     from tests.helpers import kernel_device, run_cli
 
-    log, per_timed_call = [], []
+    log, per_timed_call, updated = [], [], []
     real_update = indexers.prepare_pool_update
 
     def counting_update(*a, **k):
         run = real_update(*a, **k)
+        updated.append(sorted(a[-1].tolist()))           # the block ids it re-pools
 
         def counted():
             log.append("update")
@@ -512,7 +516,7 @@ def test_decode_time_includes_the_pooled_key_update(monkeypatch, tmp_path):
     monkeypatch.setattr(indexers, "prepare_pool_update", counting_update)
     monkeypatch.setattr(speed_measure, "time_call", one_call)
     args = [a if a != "cpu" else kernel_device() for a in TINY]
-    code, out, err = run_cli(["speed", *args, "--mode", "decode", "--batch", "2", "--backend", "flat,hisa",
+    code, out, err = run_cli(["speed", *args, "--mode", mode, "--batch", "2", "--backend", "flat,hisa",
                               "--inputs", "random", "--no-stages", "--format", "json", "--out", str(tmp_path)])
     assert code == 0, err
     flat, hisa = json.loads(out)["rows"]
@@ -520,3 +524,6 @@ def test_decode_time_includes_the_pooled_key_update(monkeypatch, tmp_path):
     # timed calls in order: flat's median, HISA's median (update + selection), HISA's update alone
     assert per_timed_call == [0, 1, 1]
     assert flat.get("pool_update_ms") is None
+    # the blocks (B 16) of the step's new keys: decode, the last key of each of 2 sequences of 128
+    # (packed: 127 and 255); chunk, the 4 queries' own keys 124-127, one block
+    assert updated == ([[7, 15]] if mode == "decode" else [[7]])

@@ -219,12 +219,13 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings=None
     prepared = update = None
     if backend.prepare is not None:
         prepared = backend.prepare(wl.q, wl.k, wl.w, wl.ks, wl.ke, wl.k_scale, query_chunk=wl.query_chunk,
-                                   include_pooling=mode != "decode", **kw)
+                                   include_pooling=mode == "prefill", **kw)
         call = prepared.run
         update = _pool_update(backend, prepared, wl, block_size, mode)
         if update is not None:
-            # what serving pays per decode step: the newest key's block is re-pooled, then the
-            # selection runs; the gate below checks the selection made after the update
+            # what serving pays per decode step or prefill chunk: the blocks its new keys land in are
+            # re-pooled (earlier blocks were pooled when their keys arrived), then the selection
+            # runs; the gate below checks the selection made after the update
             select = prepared.run
 
             def call():
@@ -270,12 +271,16 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings=None
 
 
 def _pool_update(backend, prepared, wl, block_size, mode):
-    """Decode with our HISA / block-sparse: the pooled-key update of one new key per sequence, as a
-    callable (None elsewhere, and where every query is trivial: no pooled state exists then)."""
-    if mode != "decode" or backend.method == "flat" or not backend.ours or prepared.state.get("kbar") is None:
+    """Decode and chunk with our HISA / block-sparse: the pooled-key update of the blocks the step's
+    new keys land in (decode: one key per sequence; chunk: the chunk's own keys, 8-9 blocks for
+    1024 queries at B 128), as a callable. None in prefill (which pools every key once, inside the
+    timed call), for flat, and where every query is trivial (no pooled state exists then)."""
+    if mode not in ("decode", "chunk") or backend.method == "flat" or not backend.ours \
+            or prepared.state.get("kbar") is None:
         return None
     from kernels.indexers import prepare_pool_update
     st = prepared.state
-    # the newest key's block under this grid point's block size (the workload's may differ)
-    last_blocks = ((wl.ke - 1) // block_size).to(torch.int32)
-    return prepare_pool_update(wl.k, wl.k_scale, block_size, st["kbar"], st["kbar_scale"], last_blocks)
+    # each query's own key is its newest visible one, ke - 1: the blocks of those keys, under this
+    # grid point's block size (the workload's may differ), each once
+    new_blocks = torch.unique((wl.ke - 1) // block_size).to(torch.int32)
+    return prepare_pool_update(wl.k, wl.k_scale, block_size, st["kbar"], st["kbar_scale"], new_blocks)

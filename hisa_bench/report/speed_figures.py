@@ -232,10 +232,10 @@ def stages(run):
             ax.bar(x, heights, bottom=bottom, color=stage_colour(name, stage_names), label=name,
                    edgecolor="white", linewidth=0.5)
             bottom = [b + h for b, h in zip(bottom, heights)]
-        if mode == "decode" and "pool_update_ms" in rows.columns and rows["pool_update_ms"].notna().any():
+        if mode in ("decode", "chunk") and "pool_update_ms" in rows.columns and rows["pool_update_ms"].notna().any():
             heights = rows["pool_update_ms"].fillna(0.0).tolist()
             ax.bar(x, heights, bottom=bottom, color="white", edgecolor="#555555", hatch="///",
-                   linewidth=0.5, label="pool update (one new token)")
+                   linewidth=0.5, label="pool update (" + ("one new token" if mode == "decode" else "the chunk's blocks") + ")")
         (line,) = ax.plot(x, rows["median_ms"], linestyle="none", marker="_", markersize=18, color="black",
                           markeredgewidth=2, label="end-to-end median")
         line.set_gid(f"stages|{mode}|median")
