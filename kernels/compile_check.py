@@ -30,6 +30,9 @@ SMEM_LIMIT = 232448      # bytes of shared memory one block may use on an H100 /
 
 
 def _compile(fn, sig: dict, consts: dict, num_warps=4, num_stages=3, cc=90, options=None):
+    # a constexpr parameter that a case leaves out takes its default, as it does at a launch
+    consts = {**{p.name: p.default for p in fn.params if p.is_constexpr and p.has_default and p.name not in sig},
+              **consts}
     signature = dict(sig)
     for name in consts:
         signature[name] = "constexpr"
@@ -62,22 +65,38 @@ def _ptxas(cc=90):
     return path if os.path.isfile(path) else shutil.which("ptxas")
 
 
-def registers(kernel, cc=90):
-    """(registers per thread, spill store bytes) from ptxas -v on the kernel's PTX, or (None, None)
-    when no ptxas is at hand. (The GPU driver reports n_spills at load time; without a GPU, ptxas
-    is asked the same question.)"""
+def _ptxas_report(kernel, cc=90):
+    """What ptxas -v says about the kernel's PTX (its stderr), or None when no ptxas is at hand."""
     ptxas = _ptxas(cc)
     if not ptxas:
-        return None, None
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "k.ptx")
         with open(src, "w") as f:
             f.write(kernel.asm["ptx"])
         proc = subprocess.run([ptxas, f"-arch=sm_{cc}a", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
                               capture_output=True, text=True)
-    regs = re.search(r"Used (\d+) registers", proc.stderr)
-    spills = re.search(r"(\d+) bytes spill stores", proc.stderr)
+    return proc.stderr
+
+
+def _parse_registers(report):
+    regs = re.search(r"Used (\d+) registers", report)
+    spills = re.search(r"(\d+) bytes spill stores", report)
     return (int(regs.group(1)) if regs else None), (int(spills.group(1)) if spills else 0)
+
+
+def registers(kernel, cc=90):
+    """(registers per thread, spill store bytes) from ptxas -v on the kernel's PTX, or (None, None)
+    when no ptxas is at hand. (The GPU driver reports n_spills at load time; without a GPU, ptxas
+    is asked the same question.)"""
+    report = _ptxas_report(kernel, cc)
+    return (None, None) if report is None else _parse_registers(report)
+
+
+def wgmma_serialized(report) -> bool:
+    """ptxas made every asynchronous warpgroup MMA wait for itself (C7514: "wgmma.mma_async
+    instructions are serialized"), which undoes a Gluon kernel's overlap of products and epilogues."""
+    return report is not None and "C7514" in report
 
 
 def cases():
@@ -188,7 +207,7 @@ def _wgmma_cases():
 def _gather_wgmma_cases():
     """The Gluon gather kernel (kernels/gather_scores_wgmma.py; not in the pipeline) for the shapes
     gather_wgmma_fits takes, B = 128, m = 64, 1024 queries: fp8 H64 D128 with its default config and
-    with the keys read from shared memory, bf16 H128 D64."""
+    with the keys loaded to registers, bf16 H128 D64 (two products of 64 heads per tile)."""
     from kernels import gather_scores_wgmma as gw
     from kernels.gather_scores import gather_config
 
@@ -198,7 +217,7 @@ def _gather_wgmma_cases():
     from triton.runtime.jit import mangle_type
 
     for dtype, H, D, extra in ((torch.float8_e4m3fn, 64, 128, {}),
-                               (torch.float8_e4m3fn, 64, 128, dict(A_IN_REGS=False)),
+                               (torch.float8_e4m3fn, 64, 128, dict(A_IN_REGS=True)),
                                (torch.bfloat16, 128, 64, {})):
         es = torch.empty(0, dtype=dtype).element_size()
         cfg = {**gw.default_config(H, D, es), **extra}
@@ -210,13 +229,13 @@ def _gather_wgmma_cases():
         descs = [gw.TensorDescriptor(x, list(x.shape), list(x.stride()), [rows, D],
                                      gw.gl.NVMMASharedLayout.get_default_for([rows, D], gdt))
                  for x, rows in ((q2, H), (k, sub))]
-        name = f"gather_scores_wgmma {str(dtype).split('.')[-1]} H{H} D{D} B128" + "".join(
+        name = f"gather_scores_wgmma {str(dtype).split('.')[-1]} H{H} D{D} B128 SUB{sub}" + "".join(
             f" {a}={v}" for a, v in extra.items())
         yield name, gw._gather_scores_wgmma_kernel, dict(
             q_desc=mangle_type(descs[0]), k_desc=mangle_type(descs[1]), K_SCALE="*fp32", W="*fp32", KEPT="*i32",
             KS="*i32", KE="*i32", OUT="*fp32", M="i32", stride_wt="i32", stride_kept="i32", stride_ot="i32"), dict(
-            H=H, BS=128, K_INSTR=256 // (8 * es), BLOCKS_PER_PROG=gather_config(1024, 64)["BLOCKS_PER_PROG"], HAS_SCALE=es == 1,
-            num_warps=nw, **cfg), nw, cfg["STAGES"]
+            H=H, BS=128, K_INSTR=256 // (8 * es), BLOCKS_PER_PROG=gather_config(1024, 64)["BLOCKS_PER_PROG"],
+            HAS_SCALE=es == 1, num_warps=nw, **cfg), nw, cfg["STAGES"]
 
 
 def _token_fused_cases():
@@ -310,18 +329,21 @@ def check(case_list, *, spills=True, out=print):
             out(f"FAIL  {name}: {msg[-1] if msg else type(e).__name__}")
             continue
         shared = k.metadata.shared
-        regs, spilled = registers(k) if spills else (None, None)
+        report = _ptxas_report(k) if spills else None
+        regs, spilled = _parse_registers(report) if report is not None else (None, None)
         use = f"{shared} B shared memory, warps {nw}, stages {ns}" + "".join(
             f", {key} {v}" for key, v in (options[0] if options else {}).items()) + (
             f", {regs} registers, {spilled} B spilled" if regs is not None else "")
-        tiles = {c: consts[c] for c in ("BLOCK_Q", "BLOCK_N", "SUB", "BLOCKS_PER_PROG") if c in consts}
+        tiles = {c: consts[c] for c in ("BLOCK_Q", "BLOCK_N", "SUB", "BLOCKS_PER_PROG", "HEAD_SPLIT", "GROUP")
+                 if c in consts}
         if tiles:
             use += " " + " ".join(f"{c}={v}" for c, v in tiles.items())
         if shared > SMEM_LIMIT:
             failed += 1
             out(f"FAIL  {name}: {use} (over the {SMEM_LIMIT} B limit)")
         else:
-            out(f"ok    {name}: {use}" + ("  SPILLS" if spilled else ""))
+            out(f"ok    {name}: {use}" + ("  SPILLS" if spilled else "")
+                + ("  WGMMA SERIALIZED" if wgmma_serialized(report) else ""))
     return failed
 
 

@@ -1,6 +1,7 @@
 """Every kernel compiles for Hopper (sm_90) with the configs the GPU uses, checked on a CPU: within
 the per-block shared-memory limit, and (ptxas at hand) without register spills in our score, gather
-and pooling kernels, for every head count and head dim of the (H, D) grid, fp8 and bf16."""
+and pooling kernels, for every head count and head dim of the (H, D) grid, fp8 and bf16; the Gluon
+gather kernel's warpgroup MMAs stay asynchronous."""
 import os
 import re
 import subprocess
@@ -27,13 +28,18 @@ def test_kernels_compile_for_sm90():
     # the Gluon score kernel (not in the pipeline), where this Triton has Gluon
     from kernels.flat_scores_wgmma import HAVE_GLUON
     assert sum(line.split()[1] == "flat_scores_wgmma" for line in lines) == (4 if HAVE_GLUON else 0)
+    # the Gluon gather kernel (not in the pipeline): fp8 H64 D128 (keys from shared memory and in
+    # registers), bf16 H128 D64; ptxas keeps its products asynchronous (no C7514 serialization)
+    gather_wgmma = [line for line in lines if line.split()[1] == "gather_scores_wgmma"]
+    assert len(gather_wgmma) == (3 if HAVE_GLUON else 0)
+    assert not [line for line in gather_wgmma if "WGMMA SERIALIZED" in line], "\n".join(gather_wgmma)
     for line in lines:
         shared = int(line.split(": ", 1)[1].split(" B shared")[0])
         assert shared <= 232448, line
     assert sum(" fp32 " in line for line in lines) >= 12          # fp32 fits shared memory too
     # (fp32 runs on tf32 and is not tuned: a few bytes spill with Triton 3.9 there)
     ours = [line for line in lines if line.split()[1] in ("flat_scores", "flat_scores_wgmma", "gather_scores", "pool",
-                                                          "token_fused")
+                                                          "token_fused", "gather_scores_wgmma")
             and " fp32 " not in line]
     assert not [line for line in ours if "SPILLS" in line], "register spills:\n" + "\n".join(
         line for line in ours if "SPILLS" in line)
