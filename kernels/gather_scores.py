@@ -21,12 +21,8 @@ from ._runtime import INTERPRETED, next_pow2, padded_dim
 
 @triton.jit
 def _score_rows(q, w, K, K_SCALE, out_row, n, ok, j, d, d_ok, stride_kn,
-                HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr, SCALE_FIRST: tl.constexpr = False):
+                HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr):
     """Scores of one tile of keys n (rows of a kept block) into out_row[j]."""
-    if HAS_SCALE and SCALE_FIRST:
-        # issued before the product, so that its latency hides behind it (Nsight Compute saw the
-        # epilogue wait on this load when it came after), at 16 more registers per thread
-        scale = tl.load(K_SCALE + n, mask=ok, other=0.0)
     kt = tl.load(K + n[:, None].to(tl.int64) * stride_kn + d[None, :], mask=ok[:, None] & d_ok[None, :],
                  other=0.0)
     if UPCAST:
@@ -34,9 +30,7 @@ def _score_rows(q, w, K, K_SCALE, out_row, n, ok, j, d, d_ok, stride_kn,
     s = tl.dot(kt, tl.trans(q))                                   # [rows, HP]
     s = tl.sum(tl.maximum(s, 0.0) * w[None, :], axis=1)           # [rows]
     if HAS_SCALE:
-        if not SCALE_FIRST:
-            scale = tl.load(K_SCALE + n, mask=ok, other=0.0)
-        s = s * scale
+        s = s * tl.load(K_SCALE + n, mask=ok, other=0.0)
     s = tl.where(ok, s, float("-inf"))
     tl.store(out_row + j, s)
 
@@ -60,7 +54,7 @@ def _query_tile(t, Q, W, KS, KE, stride_qt, stride_qh, stride_wt,
 @triton.jit
 def _score_kept_blocks(q, w, K, K_SCALE, KEPT, out_row, t, i_begin, i_end, ks, ke, stride_kn, stride_kept,
                        D: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr, SUB: tl.constexpr,
-                       HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr, SCALE_FIRST: tl.constexpr = False):
+                       HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr):
     """Scores of query t's kept blocks i_begin..i_end-1 into out_row[i * BS + r] (the gather
     kernel's layout; the fused token stage writes its scratch row the same way)."""
     d = tl.arange(0, DP)
@@ -73,7 +67,7 @@ def _score_kept_blocks(q, w, K, K_SCALE, KEPT, out_row, t, i_begin, i_end, ks, k
             n = b * BS + r
             ok = (n >= ks) & (n < ke)  # b = -1 gives n < 0 <= ks
             _score_rows(q, w, K, K_SCALE, out_row, n, ok, i * BS + r, d, d_ok, stride_kn,
-                        HAS_SCALE, UPCAST, SCALE_FIRST)
+                        HAS_SCALE, UPCAST)
     else:
         # large blocks, heads or head dims: SUB rows of a block per tile, to fit shared memory and
         # registers
@@ -84,7 +78,7 @@ def _score_kept_blocks(q, w, K, K_SCALE, KEPT, out_row, t, i_begin, i_end, ks, k
                 n = b * BS + r0 + r
                 ok = (n >= ks) & (n < ke)
                 _score_rows(q, w, K, K_SCALE, out_row, n, ok, i * BS + r0 + r, d, d_ok, stride_kn,
-                            HAS_SCALE, UPCAST, SCALE_FIRST)
+                            HAS_SCALE, UPCAST)
 
 
 @triton.jit
@@ -93,7 +87,6 @@ def _gather_scores_kernel(
     M, stride_qt, stride_qh, stride_kn, stride_wt, stride_kept, stride_ot,
     H: tl.constexpr, D: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr, BS: tl.constexpr,
     BLOCKS_PER_PROG: tl.constexpr, HAS_SCALE: tl.constexpr, UPCAST: tl.constexpr, SUB: tl.constexpr,
-    SCALE_FIRST: tl.constexpr = False,
 ):
     t = tl.program_id(0)
     piece = tl.program_id(1)
@@ -101,7 +94,7 @@ def _gather_scores_kernel(
     out_row = OUT + t.to(tl.int64) * stride_ot
     i0 = piece * BLOCKS_PER_PROG
     _score_kept_blocks(q, w, K, K_SCALE, KEPT, out_row, t, i0, tl.minimum(i0 + BLOCKS_PER_PROG, M), ks, ke,
-                       stride_kn, stride_kept, D, DP, BS, SUB, HAS_SCALE, UPCAST, SCALE_FIRST)
+                       stride_kn, stride_kept, D, DP, BS, SUB, HAS_SCALE, UPCAST)
 
 
 SMEM_LIMIT = 232448                 # Hopper, per block (see flat_scores.py)

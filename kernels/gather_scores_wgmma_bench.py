@@ -54,7 +54,7 @@ def main(argv=None):
     ap.add_argument("--lengths", default="65536,131072")
     ap.add_argument("--kinds", default="random,structured")
     ap.add_argument("--configs", default="A_IN_REGS=1;GROUP=2;GROUP=8;STAGES=6;SUB=128:num_warps=8")
-    ap.add_argument("--triton-configs", default="SCALE_FIRST=1",
+    ap.add_argument("--triton-configs", default="",
                     help="variants of the Triton kernel's launch config, timed beside its default")
     ap.add_argument("--rep", type=int, default=60)
     a = ap.parse_args(argv)

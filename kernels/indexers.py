@@ -8,6 +8,8 @@ matrix: one chunk's scores are all that exist at a time.
     flat:          scores -> topk
     hisa:          pool -> block_scores -> block_topk -> token_scores -> token_topk
                    (fused_token=True: pool -> block_scores -> block_topk -> token_fused)
+                   token_scores: the Gluon gather kernel on Hopper for chunks of at least
+                   GLUON_GATHER_MIN_ROWS queries where it takes the shapes, else the Triton one
     block-sparse:  pool -> block_scores -> block_topk -> expand
 
 Prepared.stages holds each stage as a callable over all chunks, in pipeline order, for per-stage
@@ -27,6 +29,7 @@ import torch
 from .flat_scores import launch_scores, scores_plan
 from .group_max import group_count, launch_group_max
 from .gather_scores import launch_gather_scores
+from .gather_scores_wgmma import gather_wgmma_fits, launch_gather_scores_wgmma
 from .hisa_naive import STAGE1_RULES, check_stage1_rule, pool_keys_ref
 from .pooling import pool_mean
 from .token_stage_fused import fits as fused_token_fits
@@ -322,14 +325,25 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
     return (pool if include_pooling else None), build, info
 
 
+# Query rows per chunk from which HISA's token scores use the Gluon gather kernel where it takes the
+# shapes (kernels/gather_scores_wgmma.py): measured on an H200 at 1024 queries (0.177-0.181 ms
+# against 0.190-0.192 for the Triton kernel, docs/performance.md); decode batches keep the Triton
+# kernel, whose launch rules were tuned for them and where the Gluon one was not timed.
+GLUON_GATHER_MIN_ROWS = 4 * 132
+
+
 def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, blocks=64, pooling="mean",
                  query_chunk=None, include_pooling=True, score_config=None, stage1="relu", fused_token=False,
-                 fused_config=None):
+                 fused_config=None, gather="auto"):
     """fused_token: stage 2 as one kernel (kernels/token_stage_fused.py, stage "token_fused")
     instead of token_scores + token_topk; same selection. Only where a query's m * B candidates
     fit registers (<= token_stage_fused.MAX_ROW): wider rows keep the two-kernel path, whose top-k
-    streams rows of any width."""
+    streams rows of any width.
+    gather: "auto" (the Gluon gather kernel for chunks of >= GLUON_GATHER_MIN_ROWS queries where
+    gather_wgmma_fits), "triton" or "gluon" (wherever it fits); state["gather"] says which ran."""
     check_stage1_rule(stage1)      # before anything is allocated, trivial inputs included
+    if gather not in ("auto", "triton", "gluon"):
+        raise ValueError(f"gather must be auto, triton or gluon, got {gather!r}")
     q, k, w, ks, ke, k_scale = _dense(q, k, w, ks, ke, k_scale)
     T, H, D = q.shape
     B, m = block_size, blocks
@@ -355,11 +369,16 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
         scratch = scratch_for(rows, m * B, topk, q.device)
         full = torch.full((T,), m * B, dtype=torch.int32, device=q.device)
 
+    gluon_ok = gather != "triton" and not fused and gather_wgmma_fits(q, k, B)
+    min_rows = GLUON_GATHER_MIN_ROWS if gather == "auto" else 1
+
     def token_scores(cs):
+        launches = [launch_gather_scores_wgmma if gluon_ok and t1 - t0 >= min_rows else launch_gather_scores
+                    for t0, t1 in cs]
+
         def stage():
-            for t0, t1 in cs:
-                launch_gather_scores(q[t0:t1], k, w[t0:t1], kept[t0:t1], ks[t0:t1], ke[t0:t1], B, k_scale,
-                                     out=cand[: t1 - t0])
+            for (t0, t1), launch in zip(cs, launches):
+                launch(q[t0:t1], k, w[t0:t1], kept[t0:t1], ks[t0:t1], ke[t0:t1], B, k_scale, out=cand[: t1 - t0])
         return stage
 
     def token_fused(cs):
@@ -391,8 +410,10 @@ def prepare_hisa(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, bl
               # (the fused stage's scores never leave the chip's L2: no 4 B write + 4 B read each)
               + cand_n * (D * _esize(k) + (4 if k_scale is not None else 0) + (0 if fused else 8)) + T * topk * 4
               + sum(p.bytes for _, p in flat_parts))
+    used_gluon = gluon_ok and any(t1 - t0 >= min_rows for t0, t1 in chunks)
     return Prepared(run=_returning(_interleave(per_chunk), out), stages=stages, flops=flops, bytes=nbytes,
-                    out=out, state=dict(kept=kept, trivial=trivial, fused_token=fused, **info))
+                    out=out, state=dict(kept=kept, trivial=trivial, fused_token=fused,
+                                        gather=None if fused else ("gluon" if used_gluon else "triton"), **info))
 
 
 def prepare_block_sparse(q, k, w, ks, ke, k_scale=None, *, topk=2048, block_size=128, pooling="mean",

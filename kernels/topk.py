@@ -181,14 +181,17 @@ def _write_from_registers(ck, ci, ok, n_ok, need, written, orow, row, base, MAP,
         # the first `ties` of them: those at list slots below p, the smallest slot bound that holds
         # that many, found by bisection on the slot; it runs only when some ties are left out (no
         # iteration for rows without such ties: a scan there cost every row a second prefix sum)
+        # (stopped where a bound holds exactly `ties` of them: after 2 steps for equal rows)
         slot = tl.arange(0, CAP)
         p_lo = n_eq * 0
         p_hi = n_eq * 0 + CAP
-        while (n_eq > ties) & (p_hi - p_lo > 1):
+        found = (n_eq <= ties).to(tl.int32)
+        while (found == 0) & (p_hi - p_lo > 1):
             mid = (p_lo + p_hi) // 2
             c = tl.sum((eq & (slot < mid)).to(tl.int32), axis=0)
             p_hi = tl.where(c >= ties, mid, p_hi)
             p_lo = tl.where(c >= ties, p_lo, mid)
+            found = (c == ties).to(tl.int32)
         take = above | (eq & (slot < p_hi))
     pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
     tl.store(orow + pos, _map_index(ci, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)

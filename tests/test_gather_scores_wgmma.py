@@ -169,6 +169,38 @@ def test_gather_wgmma_on_hisa_kept_blocks():
     run_case(T, H, D, N, B, m, "fp8", kept=kept, inputs=inputs)
 
 
+@hopper
+@pytest.mark.parametrize("T", [600, 100])
+def test_hisa_pipeline_gather_choice(T):
+    """prepare_hisa's gather: "auto" takes the Gluon kernel for a chunk of >= GLUON_GATHER_MIN_ROWS
+    queries (600) and the Triton one below (100); either kernel gives the same selection (the same
+    scores, the same tie rule), and state["gather"] says which ran."""
+    from kernels import indexers
+
+    N = 6000
+    ks = torch.zeros(T, dtype=torch.int32)
+    ke = (N - T + 1 + torch.arange(T)).to(torch.int32)
+    q, k, w, ks, ke, ksc = make_inputs(T, 64, 128, N, "fp8", "cuda", ks=ks, ke=ke, structured="clusters")
+    kw = dict(topk=256, block_size=128, blocks=8)
+    sel = {}
+    for gather in ("auto", "triton", "gluon"):
+        p = indexers.prepare_hisa(q, k, w, ks, ke, ksc, gather=gather, **kw)
+        sel[gather] = p.run().clone()
+        expect = {"auto": "gluon" if T >= indexers.GLUON_GATHER_MIN_ROWS else "triton"}.get(gather, gather)
+        assert p.state["gather"] == expect
+    ref = [set(r.tolist()) for r in sel["triton"].cpu()]
+    for gather in ("auto", "gluon"):
+        assert [set(r.tolist()) for r in sel[gather].cpu()] == ref, gather
+
+
+def test_hisa_pipeline_rejects_an_unknown_gather(device):
+    from kernels import indexers
+
+    q, k, w, ks, ke, ksc = make_inputs(4, 2, 16, 300, "fp8", device)
+    with pytest.raises(ValueError, match="gather"):
+        indexers.prepare_hisa(q, k, w, ks, ke, ksc, topk=16, block_size=16, blocks=2, gather="cuda")
+
+
 @pytest.mark.parametrize("dtype,packed", [("fp8", False), (torch.bfloat16, True)])
 def test_gather_reference_matches_the_triton_kernel(dtype, packed, device):
     # the reference the GPU tests hold the Gluon kernel to, against the Triton kernel (interpreted
