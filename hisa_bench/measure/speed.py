@@ -244,12 +244,11 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings=None
                                   stage1=getattr(backend, "stage1", "relu"), **kw)
         if problems:
             return dict(status="failed-accuracy", note="; ".join(problems[:2]))
-    # every call runs from a CUDA graph: its launches are short, and timed eagerly they measure how
-    # fast this host issues Python launches (on one H200 machine HISA's chunk at 128K read 0.42 ms
-    # eager against 0.33 as replays, its whole 32K prefill 12.4 against about 9 ms; the next machine
-    # agreed within 3%); a serving engine's host runs ahead of the GPU. A backend that cannot be
-    # captured is timed eagerly and its row says so
-    s = TimingSettings(settings.warmup_ms, settings.rep_ms, settings.min_reps, cuda_graph=True)
+    # decode and chunk steps run from CUDA graphs: their launches are many and short, and timed eagerly
+    # they measure how fast this host issues Python launches (an H200's HISA chunk at 32K read 0.30
+    # or 0.35 ms from one machine to the next, its 10-30 us kernels timed at up to three times their
+    # length); a serving engine's host runs ahead of the GPU. Prefill calls are long enough not to care.
+    s = TimingSettings(settings.warmup_ms, settings.rep_ms, settings.min_reps, cuda_graph=(mode in ("decode", "chunk")))
     how = {}
     med, p20, p80 = time_call(call, s, dev, info=how)
     out = dict(median_ms=med, p20_ms=p20, p80_ms=p80, checked=bool(cfg.check), timing=how.get("timing"))
