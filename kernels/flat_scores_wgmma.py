@@ -26,19 +26,10 @@ from __future__ import annotations
 import torch
 import triton
 
-try:   # Gluon ships with Triton 3.4+; without it this module only says so (HAVE_GLUON)
-    from triton.experimental import gluon
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
-                                                                  warpgroup_mma_wait)
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-    # the TMA load's name: async_copy_global_to_shared up to Triton 3.6, async_load after
-    _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
-    # the CTA-wide barrier's name: thread_barrier up to Triton 3.6, barrier after
-    _cta_barrier = getattr(gl, "thread_barrier", None) or gl.barrier
-    HAVE_GLUON = True
-except Exception:       # pragma: no cover - depends on the installed Triton
-    HAVE_GLUON = False
+from ._gluon import (HAVE_GLUON, TensorDescriptor, fence_async_shared, gl, gluon, mbarrier, warpgroup_mma,
+                     warpgroup_mma_wait)
+from ._gluon import cta_barrier as _cta_barrier
+from ._gluon import tma_load as _tma_load
 
 
 if HAVE_GLUON:
