@@ -354,3 +354,26 @@ def test_gpu_topk_mode_at_32k(tmp_path):
     assert all(r["status"] == "ok" for r in rows if r["backend"] == "torch.topk")
     # ours is either exact on every row (then timed) or reported as failing, never silently wrong
     assert all(r["status"] in ("ok", "failed-accuracy") for r in rows)
+
+
+def test_chunk_step_updates_the_blocks_of_its_newest_keys_on_a_dump(dump_path, monkeypatch):
+    """A chunk step re-pools the blocks of its M newest keys (those ending at its last query's
+    range), not the blocks of every recorded query: a dump's queries stand all over the context."""
+    from types import SimpleNamespace
+
+    import kernels.indexers as indexers
+    from hisa_bench.measure.speed import _pool_update
+
+    seen = []
+    monkeypatch.setattr(indexers, "prepare_pool_update", lambda k, sc, B, kbar, kbar_sc, ids: seen.append(ids))
+    wl = make_workload("chunk", 256, queries=4, device="cpu", inputs=load_dump_source(str(dump_path)))
+    own = sorted({(int(e) - 1) // 16 for e in wl.ke})               # the blocks of the queries' own keys
+    assert len(own) > 1                                               # recorded queries far apart
+    backend = SimpleNamespace(method="hisa", ours=True)
+    prepared = SimpleNamespace(state=dict(kbar=torch.zeros(1), kbar_scale=None))
+    _pool_update(backend, prepared, wl, 16, "chunk")
+    end = int(wl.ke.max())
+    assert seen[-1].tolist() == list(range((end - 4) // 16, (end - 1) // 16 + 1))
+    assert len(seen[-1]) < len(own)
+    _pool_update(backend, prepared, wl, 16, "decode")                # decode: each query's own key
+    assert seen[-1].tolist() == own

@@ -218,8 +218,12 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings=None
         torch.cuda.reset_peak_memory_stats()
     prepared = update = None
     if backend.prepare is not None:
+        # our HISA and block-sparse keep their pooled keys up to date in decode and chunk steps (the
+        # update below); a user backend's prepare keeps the rule it always had: pooling is left out
+        # of decode steps only
+        pool_inside = mode == "prefill" if backend.ours else mode != "decode"
         prepared = backend.prepare(wl.q, wl.k, wl.w, wl.ks, wl.ke, wl.k_scale, query_chunk=wl.query_chunk,
-                                   include_pooling=mode == "prefill", **kw)
+                                   include_pooling=pool_inside, **kw)
         call = prepared.run
         update = _pool_update(backend, prepared, wl, block_size, mode)
         if update is not None:
@@ -284,7 +288,15 @@ def _pool_update(backend, prepared, wl, block_size, mode):
         return None
     from kernels.indexers import prepare_pool_update
     st = prepared.state
-    # each query's own key is its newest visible one, ke - 1: the blocks of those keys, under this
-    # grid point's block size (the workload's may differ), each once
-    new_blocks = torch.unique((wl.ke - 1) // block_size).to(torch.int32)
+    # under this grid point's block size (the workload's may differ), each block once
+    if mode == "decode":
+        # each sequence's new key is its query's newest visible one, ke - 1
+        new_blocks = torch.unique((wl.ke - 1).clamp_min(0) // block_size)
+    else:
+        # a chunk step adds its M newest keys, those ending at the last query's range: so with a
+        # dump's recorded queries too, wherever they stand in the context
+        end = int(wl.ke.max())
+        first = max(end - wl.queries, 0) // block_size
+        new_blocks = torch.arange(first, (end - 1) // block_size + 1, device=wl.ke.device)
+    new_blocks = new_blocks.to(torch.int32)
     return prepare_pool_update(wl.k, wl.k_scale, block_size, st["kbar"], st["kbar_scale"], new_blocks)
