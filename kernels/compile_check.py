@@ -94,9 +94,10 @@ def registers(kernel, cc=90):
 
 
 def wgmma_serialized(report) -> bool:
-    """ptxas made every asynchronous warpgroup MMA wait for itself (C7514: "wgmma.mma_async
-    instructions are serialized"), which undoes a Gluon kernel's overlap of products and epilogues."""
-    return report is not None and "C7514" in report
+    """ptxas made every asynchronous warpgroup MMA wait for itself ("wgmma.mma_async instructions
+    are serialized due to ...", C7514 and its siblings: register pressure, a call boundary, a
+    divergent path), which undoes a Gluon kernel's overlap of products and epilogues."""
+    return report is not None and ("C7514" in report or "wgmma.mma_async instructions are serialized" in report)
 
 
 def cases():
@@ -205,7 +206,7 @@ def _wgmma_cases():
 
 
 def _gather_wgmma_cases():
-    """The Gluon gather kernel (kernels/gather_scores_wgmma.py; not in the pipeline) for the shapes
+    """The Gluon gather kernel (kernels/gather_scores_wgmma.py; HISA's chunks use it on Hopper) for the shapes
     gather_wgmma_fits takes, B = 128, m = 64, 1024 queries: fp8 H64 D128 with its default config and
     with the keys loaded to registers, bf16 H128 D64 (two products of 64 heads per tile)."""
     from kernels import gather_scores_wgmma as gw

@@ -54,7 +54,7 @@ def _add_pair(a0, a1, b0, b1):
 
 @triton.jit
 def _kth_two_bits(ck, ok, r, n_ok):
-    """topk._threshold_in_registers with two bits per step: three thresholds t + j * 2^s (j = 1..3) counted in one
+    """topk._threshold_in_registers's bisection (without its zero shortcut) with two bits per step: three thresholds t + j * 2^s (j = 1..3) counted in one
     two-operand reduction (the counts of the first two packed in 14-bit fields of one int32: at most
     8192 keys each), so 16 reductions instead of 32 where no early exit comes. Same result."""
     lo = tl.min(tl.where(ok, ck, FULL), axis=0)

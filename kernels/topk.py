@@ -117,6 +117,7 @@ def _threshold_in_registers(ck, ok, r, n_ok):
     in registers), stopped as soon as a threshold is reached by exactly r keys: random rows of 8192
     stop after about 20 of their 32 bits (the last bits only separate the r-th key from its
     neighbours below)."""
+    tl.static_assert(ck.shape[0] <= 16384, "two counts below share one int32 in 16-bit fields")
     zero = tl.full([], 0x80000000, tl.uint32)                # _to_key(0.0)
     # two counts (each <= CAP <= 8192) in 16-bit fields of one int32: one reduction
     both = tl.sum((ck > zero).to(tl.int32) + ((ck >= zero).to(tl.int32) << 16), axis=0)

@@ -28,8 +28,8 @@ def test_kernels_compile_for_sm90():
     # the Gluon score kernel (not in the pipeline), where this Triton has Gluon
     from kernels.flat_scores_wgmma import HAVE_GLUON
     assert sum(line.split()[1] == "flat_scores_wgmma" for line in lines) == (4 if HAVE_GLUON else 0)
-    # the Gluon gather kernel (not in the pipeline): fp8 H64 D128 (keys from shared memory and in
-    # registers), bf16 H128 D64; ptxas keeps its products asynchronous (no C7514 serialization)
+    # the Gluon gather kernel (HISA's chunks on Hopper): fp8 H64 D128 (keys from shared memory and
+    # in registers), bf16 H128 D64; ptxas keeps its products asynchronous (no serialization)
     gather_wgmma = [line for line in lines if line.split()[1] == "gather_scores_wgmma"]
     assert len(gather_wgmma) == (3 if HAVE_GLUON else 0)
     assert not [line for line in gather_wgmma if "WGMMA SERIALIZED" in line], "\n".join(gather_wgmma)

@@ -127,6 +127,26 @@ def test_topk_threshold_at_zero(k, tie_scan, device):
     assert as_sets(out)[0] >= {2, 5, 6}
 
 
+@pytest.mark.parametrize("path", ["streamed", "crowded"])
+@pytest.mark.parametrize("k", [12, 13, 15, 16, 17])
+def test_topk_long_row_threshold_at_zero(k, path, device):
+    """A row longer than CAP whose k-th score is near zero: the narrowing passes list the keys
+    around it and the register path resolves the list. 12 keys lie above zero and 4 at it (-0.0 is
+    one of them): k = 12 takes the positives, 13 and 15 cut the zeros (lowest positions first), 16
+    is exactly every key from zero up, 17 reaches one below."""
+    row = torch.full((40,), -1.0)
+    row[[3, 8, 13, 18, 21, 25, 29, 33, 36, 39]] = 5.0
+    row[[5, 22, 30]] = 0.0
+    row[[11, 27]] = 1e-38
+    row[[1, 16, 35]] = -1e-38
+    row[9] = -0.0                                       # the same score as 0.0: a fourth zero
+    s = row[None].repeat(2, 1).to(device)
+    row_len = torch.tensor([40, 37], dtype=torch.int32, device=device)
+    out = torch.full((2, k), -7, dtype=torch.int32, device=device)
+    launch_topk(s, k, row_len, None, out=out, config=PATHS[path] if device == "cpu" else None)
+    assert as_sets(out) == as_sets(topk_ref(s, k, row_len))
+
+
 @pytest.mark.parametrize("tie_scan", [False, True])
 @pytest.mark.parametrize("kind", ["zero_mass", "ties", "random"])
 def test_topk_tie_cut_either_way(kind, tie_scan, device):
