@@ -23,6 +23,8 @@ ap.add_argument("--lengths", default="65536,131072")
 ap.add_argument("--kinds", default="random,structured")
 ap.add_argument("--out", default=None)
 a = ap.parse_args()
+if not torch.cuda.is_available():
+    raise SystemExit("error: chunk_timing.py times kernels on a CUDA GPU, and none is available")
 rows = []
 for L in [int(x) for x in a.lengths.split(",")]:
     for kind in a.kinds.split(","):
