@@ -163,8 +163,7 @@ def _map_index(j, row, base, MAP, stride_m, HAS_MAP: tl.constexpr, MAP_BS: tl.co
 
 @triton.jit
 def _write_from_registers(ck, ci, ok, n_ok, need, written, orow, row, base, MAP, stride_m,
-                          CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr,
-                          TIE_SCAN: tl.constexpr = False):
+                          CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
     """Write the `need` best of the n_ok candidates ck[ok] (ci: their row offsets, in position order,
     CAP of them) to orow[written:written + need]; ties at the threshold go to the lowest positions."""
     thr, exact = _threshold_in_registers(ck, ok, need, n_ok)
@@ -173,34 +172,29 @@ def _write_from_registers(ck, ci, ok, n_ok, need, written, orow, row, base, MAP,
     eq = ck == thr
     ties = need - tl.sum(above.to(tl.int32), axis=0)          # ties to take at thr, in position order
     n_eq = tl.sum(eq.to(tl.int32), axis=0)
-    if TIE_SCAN:
-        # the first `ties` of them by a prefix sum, behind a branch (rows without such ties skip it)
-        take = above | eq
-        if n_eq > ties:
-            take = above | (eq & (tl.cumsum(eq.to(tl.int32), axis=0) <= ties))
-    else:
-        # the first `ties` of them: those at list slots below p, the smallest slot bound that holds
-        # that many, found by bisection on the slot; it runs only when some ties are left out (no
-        # iteration for rows without such ties: a scan there cost every row a second prefix sum)
-        # (stopped where a bound holds exactly `ties` of them: after 2 steps for equal rows)
-        slot = tl.arange(0, CAP)
-        p_lo = n_eq * 0
-        p_hi = n_eq * 0 + CAP
-        found = (n_eq <= ties).to(tl.int32)
-        while (found == 0) & (p_hi - p_lo > 1):
-            mid = (p_lo + p_hi) // 2
-            c = tl.sum((eq & (slot < mid)).to(tl.int32), axis=0)
-            p_hi = tl.where(c >= ties, mid, p_hi)
-            p_lo = tl.where(c >= ties, p_lo, mid)
-            found = (c == ties).to(tl.int32)
-        take = above | (eq & (slot < p_hi))
+    # the first `ties` of them: those at list slots below p, the smallest slot bound that holds
+    # that many, found by bisection on the slot; it runs only when some ties are left out (no
+    # iteration for rows without such ties: a prefix sum there cost every row a second scan, and
+    # behind a branch it spilled more and measured slower, docs/performance.md)
+    # (stopped where a bound holds exactly `ties` of them: after 2 steps for equal rows)
+    slot = tl.arange(0, CAP)
+    p_lo = n_eq * 0
+    p_hi = n_eq * 0 + CAP
+    found = (n_eq <= ties).to(tl.int32)
+    while (found == 0) & (p_hi - p_lo > 1):
+        mid = (p_lo + p_hi) // 2
+        c = tl.sum((eq & (slot < mid)).to(tl.int32), axis=0)
+        p_hi = tl.where(c >= ties, mid, p_hi)
+        p_lo = tl.where(c >= ties, p_lo, mid)
+        found = (c == ties).to(tl.int32)
+    take = above | (eq & (slot < p_hi))
     pos = written + tl.cumsum(take.to(tl.int32), axis=0) - 1
     tl.store(orow + pos, _map_index(ci, row, base, MAP, stride_m, HAS_MAP, MAP_BS, take), mask=take)
 
 
 @triton.jit
 def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
-               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, TIE_SCAN: tl.constexpr = False):
+               HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
     """A row of at most CAP entries: every entry is a candidate, held in registers. Returns the
     number of positions written, min(k, valid entries)."""
     ci = tl.arange(0, CAP)
@@ -209,8 +203,7 @@ def _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP: tl.constexpr,
     n_ok = tl.sum(ok.to(tl.int32), axis=0)
     kk = tl.minimum(k, n_ok)
     if kk > 0:
-        _write_from_registers(ck, ci, ok, n_ok, kk, 0, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS,
-                              TIE_SCAN)
+        _write_from_registers(ck, ci, ok, n_ok, kk, 0, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
     return kk
 
 
@@ -326,7 +319,6 @@ def _topk_kernel(
     k, stride_s, stride_m, stride_o,
     CAP: tl.constexpr, TILE: tl.constexpr, K_PAD: tl.constexpr,
     HAS_BASE: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr, LONG: tl.constexpr = True,
-    TIE_SCAN: tl.constexpr = False,
 ):
     row = tl.program_id(0)
     n = tl.load(ROW_LEN + row)
@@ -340,9 +332,9 @@ def _topk_kernel(
     if not LONG:
         # no row is longer than CAP (the launcher knows from the width): the long-row path is not
         # compiled, and does not weigh on the register allocation of the short one
-        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS, TIE_SCAN)
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
     elif n <= CAP:
-        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS, TIE_SCAN)
+        kk = _short_row(srow, n, k, orow, row, base, MAP, stride_m, CAP, HAS_MAP, MAP_BS)
     else:
         kk = _long_row(srow, n, k, orow, row, base, MAP, stride_m, CAND_K, CAND_I, CAP, TILE, HAS_MAP, MAP_BS)
     _pad_unused(orow, kk, k, K_PAD)
