@@ -119,7 +119,7 @@ def _threshold_in_registers(ck, ok, r, n_ok):
     neighbours below)."""
     tl.static_assert(ck.shape[0] <= 16384, "two counts below share one int32 in 16-bit fields")
     zero = tl.full([], 0x80000000, tl.uint32)                # _to_key(0.0)
-    # two counts (each <= CAP <= 8192) in 16-bit fields of one int32: one reduction
+    # two counts (each at most the row's 16384) in 16-bit fields of one int32: one reduction
     both = tl.sum((ck > zero).to(tl.int32) + ((ck >= zero).to(tl.int32) << 16), axis=0)
     n_gt0 = both & 0xFFFF
     n_ge0 = both >> 16
@@ -166,7 +166,7 @@ def _write_from_registers(ck, ci, ok, n_ok, need, written, orow, row, base, MAP,
                           CAP: tl.constexpr, HAS_MAP: tl.constexpr, MAP_BS: tl.constexpr):
     """Write the `need` best of the n_ok candidates ck[ok] (ci: their row offsets, in position order,
     CAP of them) to orow[written:written + need]; ties at the threshold go to the lowest positions."""
-    thr, exact = _threshold_in_registers(ck, ok, need, n_ok)
+    thr, _ = _threshold_in_registers(ck, ok, need, n_ok)
     # thr >= 1, so neither comparison takes an invalid (zero) key
     above = ck > thr
     eq = ck == thr
