@@ -117,18 +117,20 @@ def syncs(q, k, w, ks, ke, k_scale, *, topk, block_size, blocks):
 '''
 
 
-def test_decode_and_chunk_fall_back_to_eager_for_a_syncing_backend(tmp_path):
+def test_every_mode_falls_back_to_eager_for_a_syncing_backend(tmp_path):
+    """Decode, chunk and prefill are timed as CUDA-graph replays; a backend that cannot be captured
+    is timed eagerly and its row says why, and the rows after it are captured again."""
     (tmp_path / "syncing.py").write_text(SYNCING_BACKEND)
     user = f"{tmp_path / 'syncing.py'}:syncs"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    p = subprocess.run([sys.executable, "-m", "hisa_bench.cli", "speed", "--mode", "decode,chunk", "--lengths", "4k",
+    p = subprocess.run([sys.executable, "-m", "hisa_bench.cli", "speed", "--mode", "decode,chunk,prefill", "--lengths", "4k",
                         "--batch", "2,8", "--inputs", "random", "--heads", "64", "--dim", "128", "--topk", "256", "--block-size", "64",
                         "--blocks", "8", "--backend", f"{user},hisa,block-sparse", "--rep-ms", "20",
                         "--warmup-ms", "5", "--no-stages", "--format", "json", "--out", str(tmp_path / "runs")],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     rows = json.loads(p.stdout)["rows"]
-    assert len(rows) == 12 and {r["mode"] for r in rows} == {"decode", "chunk"}     # decode at 2 batches
+    assert len(rows) == 15 and {r["mode"] for r in rows} == {"decode", "chunk", "prefill"}   # decode at 2 batches
     for r in rows:
         assert r["status"] == "ok", r          # the rows after the failed capture are fine too
         if r["backend"] == user:

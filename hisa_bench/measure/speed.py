@@ -248,11 +248,12 @@ def _measure(backend, wl, cfg, settings, block_size, blocks, mode, ceilings=None
                                   stage1=getattr(backend, "stage1", "relu"), **kw)
         if problems:
             return dict(status="failed-accuracy", note="; ".join(problems[:2]))
-    # decode and chunk steps run from CUDA graphs: their launches are many and short, and timed eagerly
-    # they measure how fast this host issues Python launches (an H200's HISA chunk at 32K read 0.30
-    # or 0.35 ms from one machine to the next, its 10-30 us kernels timed at up to three times their
-    # length); a serving engine's host runs ahead of the GPU. Prefill calls are long enough not to care.
-    s = TimingSettings(settings.warmup_ms, settings.rep_ms, settings.min_reps, cuda_graph=(mode in ("decode", "chunk")))
+    # every call runs from a CUDA graph: decode and chunk steps are many short launches, and a
+    # prefill is 128 chunks of them at 128K; timed eagerly they measure how fast this host issues
+    # Python launches (an H200's HISA chunk at 32K read 0.30 or 0.35 ms from one machine to the next,
+    # its 10-30 us kernels timed at up to three times their length; its 32K prefill 12.4 or 9 ms).
+    # A serving engine's host runs ahead of the GPU: the figure is what the GPU spends.
+    s = TimingSettings(settings.warmup_ms, settings.rep_ms, settings.min_reps, cuda_graph=True)
     how = {}
     med, p20, p80 = time_call(call, s, dev, info=how)
     out = dict(median_ms=med, p20_ms=p20, p80_ms=p80, checked=bool(cfg.check), timing=how.get("timing"))

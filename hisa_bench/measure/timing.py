@@ -2,9 +2,10 @@
 
 On a GPU: triton.testing.do_bench (CUDA events; it flushes L2 before each call) after one untimed
 warm-up call that also compiles; the repeat count adapts so that even a 200 ms call is timed at
-least `min_reps` times. Decode and chunk calls are short sequences of launches: timed eagerly they
-measure the host's Python launch speed as much as the GPU (in serving the host runs ahead, or the
-step runs from a CUDA graph), so they are captured once in a CUDA graph and its replays are timed.
+least `min_reps` times. The speed command's selections (decode and chunk steps, whole prefills) are
+sequences of short launches: timed eagerly they measure the host's Python launch speed as much as
+the GPU (in serving the host runs ahead, or the step runs from a CUDA graph), so they are captured
+once in a CUDA graph and its replays are timed, L2 flushed between them as do_bench does.
 On a CPU (the interpreter) a wall clock with the same statistics; such figures say nothing about a
 GPU and are labelled as interpreter timings.
 """
@@ -32,14 +33,16 @@ class TimingSettings:
             return {"method": "wall clock (time.perf_counter) around each call, Triton interpreter",
                     "statistic": "median, p20, p80", "warmup_ms": None, "rep_ms": self.rep_ms,
                     "min_reps": min(self.min_reps, 3), "max_reps": CPU_MAX_REPS,
-                    "compile": "excluded (one untimed call first)", "decode": "eager", "chunk": "eager"}
+                    "compile": "excluded (one untimed call first)", "decode": "eager", "chunk": "eager",
+                    "prefill": "eager", "topk": "eager"}
         return {"method": "triton.testing.do_bench (CUDA events, L2 flushed before each call)",
                 "statistic": "median, p20, p80", "warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms,
                 "min_reps": self.min_reps, "compile": "excluded (one untimed call first)",
                 "decode": "CUDA graph replays (L2 flushed between replays); a backend that cannot be "
                           "captured (it synchronises with the host) is timed eagerly, as its row's "
                           "timing column says",
-                "chunk": "as decode"}
+                "chunk": "as decode", "prefill": "as decode",
+                "topk": "triton.testing.do_bench, eager (one kernel per call)"}
 
 
 def _quantiles(samples):
