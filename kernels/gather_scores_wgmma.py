@@ -60,9 +60,12 @@ if HAVE_GLUON:
         GROUP: gl.constexpr, BLOCKS_PER_PROG: gl.constexpr, HAS_SCALE: gl.constexpr, A_IN_REGS: gl.constexpr,
         SLOT_SYNC: gl.constexpr, num_warps: gl.constexpr,
     ):
-        SUB: gl.constexpr = k_desc.block_type.shape[0]
+        SUB: gl.constexpr = k_desc.block_type.shape[0]   # keys per copied tile
         D: gl.constexpr = k_desc.block_type.shape[1]
+        MK: gl.constexpr = 16 * num_warps              # keys per product: a warp takes 16
+        KSPLIT: gl.constexpr = SUB // MK               # products along the keys of one tile
         TPB: gl.constexpr = BS // SUB                  # tiles per kept block
+        UPB: gl.constexpr = BS // MK                   # product key slices per kept block
         HN: gl.constexpr = H // HEAD_SPLIT             # heads per product
         gl.static_assert(TPB * SUB == BS, "a kept block is a whole number of key tiles")
         gl.static_assert(HEAD_SPLIT == 1 or HEAD_SPLIT == 2, "the heads in one or two products (w0, w1 below)")
@@ -72,12 +75,13 @@ if HAVE_GLUON:
         t = gl.program_id(0)
         i0 = gl.program_id(1) * BLOCKS_PER_PROG
         n_tiles = (gl.minimum(i0 + BLOCKS_PER_PROG, M) - i0) * TPB     # >= TPB: every program has a block
+        n_units = n_tiles * KSPLIT                                     # product key slices
         kept_row = KEPT + t.to(gl.int64) * stride_kept + i0
-        out_row = OUT + t.to(gl.int64) * stride_ot + i0 * BS          # tile jj writes out_row[jj * SUB + r]
+        out_row = OUT + t.to(gl.int64) * stride_ot + i0 * BS          # slice u writes out_row[u * MK + r]
         ks = gl.load(KS + t)
         ke = gl.load(KE + t)
 
-        # one product: [SUB keys, HN heads], keys split over the warps (16 rows each)
+        # one product: [MK keys, HN heads], keys split over the warps (16 rows each)
         mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
                                                       instr_shape=[16, HN, K_INSTR])
         keys_l: gl.constexpr = gl.SliceLayout(1, mma)
@@ -103,27 +107,27 @@ if HAVE_GLUON:
         hh = gl.arange(0, HN, layout=heads_l)
         w0 = gl.load(W + t * stride_wt + hh)
         w1 = gl.load(W + t * stride_wt + (HEAD_SPLIT - 1) * HN + hh)
-        r = gl.arange(0, SUB, layout=keys_l)
-        zero = gl.zeros([SUB, HN], gl.float32, layout=mma)
+        r = gl.arange(0, MK, layout=keys_l)
+        zero = gl.zeros([MK, HN], gl.float32, layout=mma)
 
         # The tiles in groups of GROUP (and the GROUP - 1 or fewer left over one by one): within a
         # group each product is issued before the previous one is waited for, so it runs on the
         # tensor cores during that one's epilogue; a group retires all of its products. (A product
         # in flight across the loop's back edge, its accumulator read after a wait for all but one,
         # makes ptxas serialize every product, C7514.)
-        n, scale = _tile_keys(kept_row, 0, n_tiles, r, K_SCALE, ks, ke, BS, SUB, TPB, HAS_SCALE)
+        n, scale = _tile_keys(kept_row, 0, n_units, r, K_SCALE, ks, ke, BS, MK, UPB, HAS_SCALE)
         mbarrier.wait(q_bar, 0)
         n_grouped = n_tiles // GROUP * GROUP
         for j0 in range(0, n_grouped, GROUP):
             fill_b, n, scale = _tile_group(
                 j0, n, scale, fill_b, n_tiles, q_smem, k_bufs, bars, k_desc, kept_row, out_row, K_SCALE, ks, ke,
-                w0, w1, r, zero, mma, GROUP, BS, SUB, TPB, HN, HEAD_SPLIT, STAGES, K_INSTR, HAS_SCALE, A_IN_REGS,
-                SLOT_SYNC)
+                w0, w1, r, zero, mma, GROUP, BS, SUB, TPB, MK, KSPLIT, HN, HEAD_SPLIT, STAGES, K_INSTR, HAS_SCALE,
+                A_IN_REGS, SLOT_SYNC)
         for j0 in range(n_grouped, n_tiles):
             fill_b, n, scale = _tile_group(
                 j0, n, scale, fill_b, n_tiles, q_smem, k_bufs, bars, k_desc, kept_row, out_row, K_SCALE, ks, ke,
-                w0, w1, r, zero, mma, 1, BS, SUB, TPB, HN, HEAD_SPLIT, STAGES, K_INSTR, HAS_SCALE, A_IN_REGS,
-                SLOT_SYNC)
+                w0, w1, r, zero, mma, 1, BS, SUB, TPB, MK, KSPLIT, HN, HEAD_SPLIT, STAGES, K_INSTR, HAS_SCALE,
+                A_IN_REGS, SLOT_SYNC)
         for i in gl.static_range(STAGES + 1):
             mbarrier.invalidate(bars.index(i))
 
@@ -131,36 +135,42 @@ if HAVE_GLUON:
     @gluon.jit
     def _tile_group(j0, n, scale, fill_b, n_tiles, q_smem, k_bufs, bars, k_desc, kept_row, out_row, K_SCALE, ks, ke,
                     w0, w1, r, zero, mma: gl.constexpr, NT: gl.constexpr, BS: gl.constexpr, SUB: gl.constexpr,
-                    TPB: gl.constexpr, HN: gl.constexpr, HEAD_SPLIT: gl.constexpr, STAGES: gl.constexpr,
-                    K_INSTR: gl.constexpr, HAS_SCALE: gl.constexpr, A_IN_REGS: gl.constexpr, SLOT_SYNC: gl.constexpr):
-        """Scores of tiles j0 .. j0 + NT - 1 (n, scale: tile j0's key positions and scales), their
-        NT * HEAD_SPLIT products (product p: tile j0 + p // HEAD_SPLIT, heads (p % HEAD_SPLIT) * HN..)
-        one ahead of the epilogues. Returns the block of the next refill and tile j0 + NT's key
-        positions and scales."""
-        P: gl.constexpr = NT * HEAD_SPLIT
+                    TPB: gl.constexpr, MK: gl.constexpr, KSPLIT: gl.constexpr, HN: gl.constexpr,
+                    HEAD_SPLIT: gl.constexpr, STAGES: gl.constexpr, K_INSTR: gl.constexpr, HAS_SCALE: gl.constexpr,
+                    A_IN_REGS: gl.constexpr, SLOT_SYNC: gl.constexpr):
+        """Scores of tiles j0 .. j0 + NT - 1 (n, scale: the key positions and scales of tile j0's
+        first key slice), their NT * KSPLIT * HEAD_SPLIT products one ahead of the epilogues.
+        Product p takes key slice p // HEAD_SPLIT of the group (MK keys: tile j0 + that // KSPLIT,
+        rows (that % KSPLIT) * MK..) and heads (p % HEAD_SPLIT) * HN... Returns the block of the
+        next refill and the next group's first key slice's positions and scales."""
+        P: gl.constexpr = NT * KSPLIT * HEAD_SPLIT
+        UPB: gl.constexpr = BS // MK
+        n_units = n_tiles * KSPLIT
         mbarrier.wait(bars.index(j0 % STAGES), (j0 // STAGES) & 1)
-        acc = _product(k_bufs.index(j0 % STAGES), q_smem.slice(0, HN), zero, mma, K_INSTR, A_IN_REGS)
+        acc = _product(k_bufs.index(j0 % STAGES), 0, q_smem.slice(0, HN), zero, mma, MK, KSPLIT, K_INSTR, A_IN_REGS)
         for p in gl.static_range(P):
-            j = j0 + p // HEAD_SPLIT
+            us = p // HEAD_SPLIT                 # the product's key slice within the group
+            j = j0 + us // KSPLIT                # its tile
+            u = j0 * KSPLIT + us                 # its key slice within the program
             if p % HEAD_SPLIT == HEAD_SPLIT - 1:
-                # tile j + 1's positions and scales, before waiting for tile j's product: their
-                # latency hides behind the wait and tile j's epilogue
-                n_next, scale_next = _tile_keys(kept_row, j + 1, n_tiles, r, K_SCALE, ks, ke, BS, SUB, TPB,
+                # the next key slice's positions and scales, before waiting for this product:
+                # their latency hides behind the wait and this slice's epilogue
+                n_next, scale_next = _tile_keys(kept_row, u + 1, n_units, r, K_SCALE, ks, ke, BS, MK, UPB,
                                                 HAS_SCALE)
             if p + 1 < P:
-                # the next product (tile j's next heads, or tile j + 1's first) runs on the tensor
-                # cores during this one's epilogue
-                if (p + 1) % HEAD_SPLIT == 0:
-                    mbarrier.wait(bars.index((j + 1) % STAGES), ((j + 1) // STAGES) & 1)
-                    nxt = _product(k_bufs.index((j + 1) % STAGES), q_smem.slice(0, HN), zero, mma, K_INSTR,
-                                   A_IN_REGS)
-                else:
-                    nxt = _product(k_bufs.index(j % STAGES), q_smem.slice((p + 1) % HEAD_SPLIT * HN, HN), zero, mma,
-                                   K_INSTR, A_IN_REGS)
+                # the next product runs on the tensor cores during this one's epilogue; the first
+                # of a tile waits for the tile's copy
+                us1 = (p + 1) // HEAD_SPLIT
+                j1 = j0 + us1 // KSPLIT
+                if (p + 1) % (KSPLIT * HEAD_SPLIT) == 0:
+                    mbarrier.wait(bars.index(j1 % STAGES), (j1 // STAGES) & 1)
+                nxt = _product(k_bufs.index(j1 % STAGES), (p + 1) // HEAD_SPLIT % KSPLIT,
+                               q_smem.slice((p + 1) % HEAD_SPLIT * HN, HN), zero, mma, MK, KSPLIT, K_INSTR,
+                               A_IN_REGS)
                 cur = warpgroup_mma_wait(num_outstanding=1, deps=(acc,))
             else:
                 cur = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
-            if p % HEAD_SPLIT == HEAD_SPLIT - 1:
+            if (p + 1) % (KSPLIT * HEAD_SPLIT) == 0:
                 # tile j's products have completed: refill its slot now, before the epilogue, so the
                 # copy has the longest time to land
                 fill_b = _refill(k_desc, k_bufs, bars, kept_row, fill_b, j, n_tiles, BS, SUB, TPB, STAGES,
@@ -170,7 +180,7 @@ if HAVE_GLUON:
             else:
                 sc = sc + _head_sum(cur, w1)
             if p % HEAD_SPLIT == HEAD_SPLIT - 1:
-                _store_scores(sc, n, scale, ks, ke, out_row + j * SUB + r, HAS_SCALE)
+                _store_scores(sc, n, scale, ks, ke, out_row + u * MK + r, HAS_SCALE)
                 n = n_next
                 scale = scale_next
             if p + 1 < P:
@@ -188,12 +198,12 @@ if HAVE_GLUON:
 
 
     @gluon.jit
-    def _tile_keys(kept_row, jj, n_tiles, r, K_SCALE, ks, ke, BS: gl.constexpr, SUB: gl.constexpr, TPB: gl.constexpr,
+    def _tile_keys(kept_row, u, n_units, r, K_SCALE, ks, ke, BS: gl.constexpr, MK: gl.constexpr, UPB: gl.constexpr,
                    HAS_SCALE: gl.constexpr):
-        """Key positions of tile jj (negative for kept = -1, and past the program's last tile) and
-        their scales (0 where invisible)."""
-        b = gl.load(kept_row + jj // TPB, mask=jj < n_tiles, other=-1)
-        n = b * BS + (jj % TPB) * SUB + r
+        """Key positions of key slice u (MK keys; negative for kept = -1, and past the program's
+        last slice) and their scales (0 where invisible)."""
+        b = gl.load(kept_row + u // UPB, mask=u < n_units, other=-1)
+        n = b * BS + (u % UPB) * MK + r
         if HAS_SCALE:
             scale = gl.load(K_SCALE + n, mask=(n >= ks) & (n < ke), other=0.0)
         else:
@@ -202,10 +212,13 @@ if HAVE_GLUON:
 
 
     @gluon.jit
-    def _product(buf, q_heads, zero, mma: gl.constexpr, K_INSTR: gl.constexpr, A_IN_REGS: gl.constexpr):
-        """Issue (asynchronously) the product of the key tile in buf with the query rows q_heads:
-        [SUB keys, HN heads], the keys as the MMA's A operand (loaded to registers, or read from
-        shared memory), the query rows as B."""
+    def _product(buf, s: gl.constexpr, q_heads, zero, mma: gl.constexpr, MK: gl.constexpr, KSPLIT: gl.constexpr,
+                 K_INSTR: gl.constexpr, A_IN_REGS: gl.constexpr):
+        """Issue (asynchronously) the product of key slice s (MK keys) of the tile in buf with the
+        query rows q_heads: [MK keys, HN heads], the keys as the MMA's A operand (loaded to
+        registers, or read from shared memory), the query rows as B."""
+        if KSPLIT > 1:
+            buf = buf.slice(s * MK, MK)
         if A_IN_REGS:
             a = buf.load(gl.DotOperandLayout(operand_index=0, parent=mma, k_width=K_INSTR // 8))
         else:

@@ -128,6 +128,10 @@ def test_gather_wgmma_matches_reference_and_triton(T, H, D, N, B, m, dtype):
     {"GROUP": 1}, {"GROUP": 3}, {"GROUP": 8},       # pipelined groups, with tiles left over
     {"STAGES": 2}, {"STAGES": 6},
     {"SUB": 128, "num_warps": 8},                   # a whole block per tile, two warpgroups
+    {"SUB": 128, "STAGES": 2, "GROUP": 2},          # a whole block per copy, two products along its keys
+    {"SUB": 128, "STAGES": 3, "GROUP": 1},
+    {"SUB": 128, "STAGES": 2, "GROUP": 3, "BLOCKS_PER_PROG": 5},
+    {"SUB": 128, "STAGES": 2, "A_IN_REGS": True},
     {"BLOCKS_PER_PROG": 3},                         # an odd number of blocks per program
     {"SLOT_SYNC": True, "A_IN_REGS": True},
 ])
