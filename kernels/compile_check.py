@@ -113,7 +113,8 @@ def cases():
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
         stride_wt="i32", stride_ot="i32"), dict(H=3, D=48, HP=4, DP=64, BLOCK_Q=64, BLOCK_N=64, HAS_SCALE=False,
                                                 FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 3
-    # HISA's block stage under the raw stage-1 rule: pooled keys, forced ends, no ReLU
+    # HISA's block stage under the raw stage-1 rule: pooled keys, forced ends, no ReLU (the grid
+    # has the block stage's launch for every shape)
     yield "flat_scores fp8 H64 D128 forced raw", flat_scores._flat_scores_kernel, dict(
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
@@ -207,8 +208,9 @@ def _wgmma_cases():
 
 def _gather_wgmma_cases():
     """The Gluon gather kernel (kernels/gather_scores_wgmma.py; HISA's chunks use it on Hopper) for the shapes
-    gather_wgmma_fits takes, B = 128, m = 64, 1024 queries: fp8 H64 D128 with its default config and
-    with the keys loaded to registers, bf16 H128 D64 (two products of 64 heads per tile)."""
+    gather_wgmma_fits takes, B = 128, m = 64, 1024 queries: fp8 H64 D128 with its default config
+    (whole-block copies, two 64-key products each), with the keys loaded to registers and with 64-key
+    copies (B = 64's tiles), bf16 H128 D64 (two products of 64 heads per tile)."""
     from kernels import gather_scores_wgmma as gw
     from kernels.gather_scores import gather_config
 
@@ -219,6 +221,7 @@ def _gather_wgmma_cases():
 
     for dtype, H, D, extra in ((torch.float8_e4m3fn, 64, 128, {}),
                                (torch.float8_e4m3fn, 64, 128, dict(A_IN_REGS=True)),
+                               (torch.float8_e4m3fn, 64, 128, dict(SUB=64, STAGES=4, GROUP=4)),
                                (torch.bfloat16, 128, 64, {})):
         es = torch.empty(0, dtype=dtype).element_size()
         cfg = {**gw.default_config(H, D, es), **extra}
@@ -282,10 +285,16 @@ def _gather_sig(t):
 
 def grid_cases(heads=GRID_H, dims=GRID_D, dtypes=("fp8", "bf16"), block_sizes=(128,)):
     """Every kernel config the launchers choose for (H, D, dtype): the flat score kernel for a
-    query chunk (keys shared by its queries) and for decode (one query per program), the HISA
-    gather kernel, and pooling."""
+    query chunk (keys shared by its queries), for decode (one query per program) and for HISA's
+    block scores in a chunk where they take their own launch (pooled keys: scores_plan's choice for
+    1024 queries over 1024 pooled keys), the HISA gather kernel, and pooling."""
+    import torch
+
     from kernels import flat_scores, gather_scores, pooling
     from kernels._runtime import next_pow2, padded_dim
+
+    pooled_ks = torch.zeros(1024, dtype=torch.int32)
+    pooled_ke = 1017 + torch.arange(1024, dtype=torch.int32) // 128
 
     for dtype in dtypes:
         t, es = DTYPES[dtype]
@@ -295,12 +304,15 @@ def grid_cases(heads=GRID_H, dims=GRID_D, dtypes=("fp8", "bf16"), block_sizes=(1
                 hp, dp = next_pow2(H), padded_dim(D, es)
                 chunk = flat_scores._config(hp, fp8, dp, es)
                 decode = dict(chunk, BLOCK_Q=max(1, 16 // hp))
-                for what, cfg in (("chunk", chunk), ("decode", decode)):
+                pooled = flat_scores.scores_plan(pooled_ks, pooled_ke, H, fp8=fp8, D=D, esize=es, pooled=True)["cfg"]
+                # (with fewer heads the block stage keeps the chunk's launch)
+                for what, cfg in (("chunk", chunk), ("decode", decode)) + (
+                        (("pooled", pooled),) if hp >= flat_scores.POOLED_MIN_HEADS else ()):
                     cfg = dict(cfg)
                     nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
                     yield (f"flat_scores {dtype} H{H} D{D} {what}", flat_scores._flat_scores_kernel, _score_sig(t),
-                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=False, UPCAST=False, RELU=True, **cfg),
-                           nw, ns)
+                           dict(H=H, D=D, HP=hp, DP=dp, HAS_SCALE=fp8, FORCE_ENDS=what == "pooled", UPCAST=False,
+                                RELU=True, **cfg), nw, ns)
                 ghp = max(16, hp)
                 for bs in block_sizes:
                     cfg = gather_scores.gather_config(4096, 64, ghp, dp, es, bs)

@@ -168,9 +168,21 @@ def _span(ks, ke, block_q, block_n):
     return int((ke_g.max(1).values - (ks_g.min(1).values // block_n) * block_n).max().item())
 
 
-def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 128, esize: int | None = None):
+# HISA's block scores (rows of pooled keys, L / B long: 256-1024 at 32K-128K with B 128) in
+# programs of 128 query-head rows and 4 warps instead of the flat rule's 256 and 8. Measured on an
+# H200, a 1024-query chunk (kernels.hisa_stage_bench, CUDA-graph replays, two rounds, gpu14):
+# 0.0292-0.0293 against 0.0357-0.0358 ms at 128K, 0.0193-0.0194 against 0.0231 at 64K (maxnreg=128:
+# 0.0308 / 0.0201; 128 rows at 8 warps: 0.0320 / 0.0208). The flat rule's 256-row programs take 143
+# registers, one program per SM; a row of 1024 pooled keys is only 16 key steps, too few to hide
+# each program's start. Decode batches keep their own rule (one query per program, below).
+POOLED_ROWS, POOLED_WARPS, POOLED_MIN_HEADS = 128, 4, 16
+
+
+def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 128, esize: int | None = None,
+                pooled: bool = False):
     """Launch geometry for a set of query ranges (host ints; computing it syncs once).
-    D and esize (bytes per q / k element) size the tiles to fit shared memory."""
+    D and esize (bytes per q / k element) size the tiles to fit shared memory. pooled: the keys are
+    HISA's pooled block keys (short rows; POOLED_ROWS above)."""
     T = ks.shape[0]
     hp = max(next_pow2(H), 1)
     esize = esize if esize is not None else (1 if fp8 else 2)
@@ -185,6 +197,14 @@ def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 12
         # one query per program, or each would score its neighbours' keys too
         block_q = cfg["BLOCK_Q"] = max(1, 16 // hp)
         span = _span(ks, ke, block_q, block_n)
+    elif pooled and not INTERPRETED and hp >= POOLED_MIN_HEADS and not (config and "BLOCK_Q" in config):
+        # queries that share their keys (a chunk), over pooled keys: smaller programs (POOLED_ROWS).
+        # With fewer heads a program holds more queries, whose masks take registers: at 4 warps,
+        # 32 queries of 4 heads spill (ptxas, Triton 3.9), so the flat rule stands there
+        block_q = cfg["BLOCK_Q"] = POOLED_ROWS // hp
+        span = _span(ks, ke, block_q, block_n) if T else 0
+        if "num_warps" not in (config or {}):
+            cfg["num_warps"] = POOLED_WARPS
     if block_q * hp < 16:  # tl.dot needs at least 16 rows/columns
         block_q = cfg["BLOCK_Q"] = 16 // hp
         span = _span(ks, ke, block_q, block_n) if T else 0

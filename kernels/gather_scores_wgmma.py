@@ -9,13 +9,16 @@ kernels/hisa_naive.py). What differs is how a program spends its time. The Trito
 issue and latency (Nsight Compute, 1024 queries, m = 64, B = 128: 22K instructions per warp), its
 warps stalled waiting for each product right after issuing it, on the tile copy's barrier and on the
 per-key scale load inside the loop. Here one program (query t, a run of its kept blocks) cuts each
-block into tiles of SUB keys and:
+block into tiles of SUB keys (a whole 128-key block by default) and:
   - copies key tiles by TMA into a ring of STAGES shared buffers, each completing on its own
     mbarrier, STAGES tiles ahead (a block is B contiguous keys, so a tile is one box of a 2-D
     descriptor over k; the kept ids are scalars, read one refill ahead);
-  - issues each product [SUB keys x H heads] asynchronously before the previous one's epilogue
-    (ReLU, head weights, head sum, scale, store), so the tensor cores work while the CUDA cores
-    do. Products are pipelined within a group of GROUP tiles, and a group retires all of its own:
+  - issues each product [64 keys x H heads] (a slice of the tile, KSPLIT = SUB / 64 per tile)
+    asynchronously before the previous one's epilogue (ReLU, head weights, head sum, scale,
+    store), so the tensor cores work while the CUDA cores do. Copying whole blocks halves the
+    copies, barrier waits and refills per key against 64-key tiles: every copy's bookkeeping runs
+    in all four warps (and the compiler puts a CTA barrier beside each mbarrier operation), so it
+    is paid per key. Products are pipelined within a group of GROUP tiles, and a group retires all of its own:
     ptxas serializes every product of a loop whose in-flight product crosses the back edge and is
     then read (C7514); between groups the other programs on the SM keep the tensor cores busy;
   - refills a slot as soon as the products that read it have completed, before their epilogue;
@@ -29,10 +32,10 @@ are zero-filled by TMA; invisible keys and kept = -1 (the load then reads block 
 -inf in the epilogue, never by the load.
 
 FLOPs: 2 * H * D * B per kept block; bytes: B * D (+4 B of scale) per kept block, 4 B per written
-score. Shared memory per program: (H + STAGES * SUB) * D elements (fp8 H64 D128, 4 x 64 keys: 40 KB).
+score. Shared memory per program: (H + STAGES * SUB) * D elements (fp8 H64 D128, 2 x 128 keys: 40 KB).
 
 HISA's pipeline uses it on Hopper for chunks of at least indexers.GLUON_GATHER_MIN_ROWS queries where
-it takes the shape (0.175-0.181 against 0.190-0.192 ms for the Triton kernel, 1024 queries, H200);
+it takes the shape (0.163-0.169 against 0.189-0.191 ms for the Triton kernel, 1024 queries, H200);
 decode batches keep the Triton kernel. `python -m kernels.gather_scores_wgmma_bench` compares the two. `gather_wgmma_fits` says which
 shapes it takes (Hopper GPUs only, H of 64 or 128, rows of 32, 64 or 128 bytes, B a multiple of 64).
 Gluon kernels do not run in the Triton interpreter: tests/test_gather_scores_wgmma.py compares it
@@ -281,14 +284,21 @@ def gather_wgmma_fits(q, k, block_size: int) -> bool:
             and k.stride(1) == 1 and (k.stride(0) * es) % 16 == 0 and k.data_ptr() % 16 == 0)
 
 
-def default_config(H: int, D: int, esize: int) -> dict:
-    """64-key tiles, 4 slots, groups of 4 products (4 tiles of 64 heads, 2 tiles of 2 x 64 heads),
-    the keys read by the MMA from shared memory, one warpgroup. Two accumulators are live at once
-    (the one in the epilogue, the one on the tensor cores): H = 128 takes its heads in two products
-    of 64 (HEAD_SPLIT), or the two [64, 128] accumulators alone would hold 128 registers per thread.
-    A tile's keys feed one product each (HEAD_SPLIT reads them again from shared memory), so keys in
-    registers (A_IN_REGS) only add instructions and registers: 112-128 registers per thread without
-    them (4 programs per SM), 138-166 with them (3), kernels.compile_check."""
+def default_config(H: int, D: int, esize: int, block_size: int = 128) -> dict:
+    """Products of 64 keys, the keys read by the MMA from shared memory, one warpgroup:
+    - H = 64: each copy brings a whole block of 128 keys (SUB=128, two products along its keys, in
+      groups of one copy) into a ring of 2 slots. Measured on an H200 against 64-key copies in 4
+      slots in groups of 4 (1024 queries, m 64: 0.163-0.169 against 0.178-0.186 ms, gpu14): half the
+      copies, barrier waits and refills per key, 12-15% fewer instructions per 64 keys (sm_90 SASS,
+      Triton 3.6). Blocks of 64 keys keep 64-key copies.
+    - H = 128: 64-key copies, each in two products of 64 heads (HEAD_SPLIT) in groups of 2 tiles;
+      two [64, 128] accumulators alone would hold 128 registers per thread. Whole-block copies
+      there (4 products per copy) take 173 registers (bf16 D 64), one program fewer per SM: not
+      measured, not used.
+    Keys in registers (A_IN_REGS) only add instructions and registers (a tile's keys feed one
+    product each): 138-166 registers per thread against 96-128 without (kernels.compile_check)."""
+    if H == 64 and block_size % 128 == 0:
+        return dict(SUB=128, STAGES=2, HEAD_SPLIT=1, GROUP=1, A_IN_REGS=False, num_warps=4)
     return dict(SUB=64, STAGES=4, HEAD_SPLIT=max(1, H // 64), GROUP=max(1, 256 // H), A_IN_REGS=False,
                 num_warps=4)
 
@@ -306,7 +316,7 @@ def launch_gather_scores_wgmma(q, k, w, kept, ks, ke, block_size: int, k_scale=N
         return out
     es = q.element_size()
     # split a query's blocks over several programs when there are too few queries, as the Triton kernel does
-    cfg = dict(default_config(H, D, es), BLOCKS_PER_PROG=gather_config(T, m)["BLOCKS_PER_PROG"])
+    cfg = dict(default_config(H, D, es, block_size), BLOCKS_PER_PROG=gather_config(T, m)["BLOCKS_PER_PROG"])
     if config:
         cfg.update(config)
     per, sub = int(cfg.pop("BLOCKS_PER_PROG")), int(cfg.pop("SUB"))

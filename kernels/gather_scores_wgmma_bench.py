@@ -1,7 +1,7 @@
 """HISA's gather kernel alone on the GPU: the Triton kernel against the Gluon kernel's variants.
 
     python -m kernels.gather_scores_wgmma_bench [--out DIR] [--lengths 65536,131072] [--kinds random,structured]
-                                                [--configs "STAGES=3;SUB=128:num_warps=8"] [--rep 60]
+                                                [--configs "STAGES=3;SUB=64:STAGES=4:GROUP=4"] [--rep 60]
 
 One 1024-query chunk at the tail of L (kernels/profile_chunk.chunk_inputs: fp8, H = 64, D = 128),
 random and structured inputs, and the kept blocks HISA's block stage picks for it (m = 64 blocks of
@@ -53,7 +53,8 @@ def main(argv=None):
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--lengths", default="65536,131072")
     ap.add_argument("--kinds", default="random,structured")
-    ap.add_argument("--configs", default="A_IN_REGS=1;GROUP=2;GROUP=8;STAGES=6;SUB=128:num_warps=8")
+    ap.add_argument("--configs", default="SUB=64:STAGES=4:GROUP=4;GROUP=2;STAGES=3;A_IN_REGS=1",
+                    help="';'-separated variants, each over the default config (default_config)")
     ap.add_argument("--triton-configs", default="",
                     help="variants of the Triton kernel's launch config, timed beside its default")
     ap.add_argument("--rep", type=int, default=60)
@@ -90,7 +91,7 @@ def main(argv=None):
                 rows.append(rec)
                 print(json.dumps(rec), flush=True)
             for name, cfg in variants.items():
-                c = {**default_config(H, D, q.element_size()), **cfg}
+                c = {**default_config(H, D, q.element_size(), B), **cfg}
                 out = torch.full_like(ref, float("nan"))
                 try:
                     launch_gather_scores_wgmma(q, k, w, kept, ks, ke, B, ksc, out=out, config=c)

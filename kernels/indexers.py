@@ -302,7 +302,8 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
     kbar, kbar_scale = pool_keys(k, k_scale, B, pooling)
     bks = torch.div(ks, B, rounding_mode="floor").to(torch.int32)
     bke = (torch.div(ke - 1, B, rounding_mode="floor") + 1).to(torch.int32)
-    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(kbar))
+    plans = [scores_plan(bks[a:b], bke[a:b], H, score_config, fp8=q.dtype == FP8, D=D, esize=_esize(kbar),
+                         pooled=True)
              for a, b in chunks]
     bwidth = max(p["width"] for p in plans)
     rows = max(b - a for a, b in chunks)
@@ -326,8 +327,8 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
 
 
 # Query rows per chunk from which HISA's token scores use the Gluon gather kernel where it takes the
-# shapes (kernels/gather_scores_wgmma.py): measured on an H200 at 1024 queries (0.177-0.181 ms
-# against 0.190-0.192 for the Triton kernel, docs/performance.md); decode batches keep the Triton
+# shapes (kernels/gather_scores_wgmma.py): measured on an H200 at 1024 queries (0.163-0.169 ms
+# against 0.189-0.191 for the Triton kernel, docs/performance.md); decode batches keep the Triton
 # kernel, whose launch rules were tuned for them and where the Gluon one was not timed.
 GLUON_GATHER_MIN_ROWS = 4 * 132
 

@@ -22,16 +22,19 @@ def test_kernels_compile_for_sm90():
     for kind in ("flat_scores (fp8|bf16) .* chunk:", "flat_scores (fp8|bf16) .* decode:",
                  "gather_scores (fp8|bf16) .* B128:"):
         assert sum(bool(re.search(kind, line)) for line in lines) == 60, kind
+    # HISA's block scores in a chunk, where they take their own launch: 16 heads and more (4 of the 6)
+    assert sum(bool(re.search("flat_scores (fp8|bf16) .* pooled:", line)) for line in lines) == 40
     assert sum(line.split()[1] == "token_fused" for line in lines) == 4     # HISA's fused token stage
     # the pruned top-k (many rows, few rows) and the group-maxima pass (G 4, 16)
     assert sum(line.split()[1] in ("topk_pruned", "group_max") for line in lines) == 4
     # the Gluon score kernel (not in the pipeline), where this Triton has Gluon
     from kernels.flat_scores_wgmma import HAVE_GLUON
     assert sum(line.split()[1] == "flat_scores_wgmma" for line in lines) == (4 if HAVE_GLUON else 0)
-    # the Gluon gather kernel (HISA's chunks on Hopper): fp8 H64 D128 (keys from shared memory and
-    # in registers), bf16 H128 D64; ptxas keeps its products asynchronous (no serialization)
+    # the Gluon gather kernel (HISA's chunks on Hopper): fp8 H64 D128 (whole-block copies with the
+    # keys read from shared memory and in registers, 64-key copies), bf16 H128 D64; ptxas keeps its
+    # products asynchronous (no serialization)
     gather_wgmma = [line for line in lines if line.split()[1] == "gather_scores_wgmma"]
-    assert len(gather_wgmma) == (3 if HAVE_GLUON else 0)
+    assert len(gather_wgmma) == (4 if HAVE_GLUON else 0)
     assert not [line for line in gather_wgmma if "WGMMA SERIALIZED" in line], "\n".join(gather_wgmma)
     for line in lines:
         shared = int(line.split(": ", 1)[1].split(" B shared")[0])

@@ -111,7 +111,7 @@ CASES = [
     (13, 128, 128, 2100, 128, 6, "fp8"),
     (10, 128, 64, 1500, 128, 5, torch.bfloat16),
     (9, 64, 64, 1111, 64, 7, torch.float16),        # B = 64: one tile per block, odd tile counts
-    (6, 64, 32, 700, 256, 3, "fp8"),                # 32-byte rows, 4 tiles per block
+    (6, 64, 32, 700, 256, 3, "fp8"),                # 32-byte rows, 2 whole-block copies per block
     (5, 64, 16, 400, 128, 3, torch.bfloat16),
 ]
 
@@ -132,6 +132,8 @@ def test_gather_wgmma_matches_reference_and_triton(T, H, D, N, B, m, dtype):
     {"SUB": 128, "STAGES": 3, "GROUP": 1},
     {"SUB": 128, "STAGES": 2, "GROUP": 3, "BLOCKS_PER_PROG": 5},
     {"SUB": 128, "STAGES": 2, "A_IN_REGS": True},
+    {"SUB": 64, "STAGES": 4, "GROUP": 4},           # 64-key copies (H 64's default before whole blocks)
+    {"SUB": 64, "STAGES": 3, "GROUP": 3},
     {"BLOCKS_PER_PROG": 3},                         # an odd number of blocks per program
     {"SLOT_SYNC": True, "A_IN_REGS": True},
 ])
@@ -239,7 +241,10 @@ def test_gather_wgmma_routing_rule():
         assert not gather_wgmma_fits(qc.float(), kc.float(), 128)                        # fp32
     # the launcher's shape checks come before anything is compiled
     assert default_config(64, 128, 1)["HEAD_SPLIT"] == 1 and default_config(128, 128, 1)["HEAD_SPLIT"] == 2
-    assert default_config(64, 128, 1)["SUB"] == 64
+    # H 64: a whole 128-key block per copy where blocks are whole 128-key pieces, 64 keys otherwise
+    assert default_config(64, 128, 1)["SUB"] == 128 and default_config(64, 128, 1, 256)["SUB"] == 128
+    assert default_config(64, 128, 1, 64)["SUB"] == 64 and default_config(64, 128, 1, 192)["SUB"] == 64
+    assert default_config(128, 128, 1)["SUB"] == 64
     kept = torch.zeros(4, 2, dtype=torch.int32)
     ks, ke = torch.zeros(4, dtype=torch.int32), torch.full((4,), 100, dtype=torch.int32)
     with pytest.raises(ValueError, match="multiple of the 64-key tile"):

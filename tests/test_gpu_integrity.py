@@ -130,7 +130,8 @@ def test_every_mode_falls_back_to_eager_for_a_syncing_backend(tmp_path):
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     rows = json.loads(p.stdout)["rows"]
-    assert len(rows) == 15 and {r["mode"] for r in rows} == {"decode", "chunk", "prefill"}   # decode at 2 batches
+    # the baseline (flat) and the three named backends: decode at 2 batches, chunk, prefill
+    assert len(rows) == 16 and {r["mode"] for r in rows} == {"decode", "chunk", "prefill"}
     for r in rows:
         assert r["status"] == "ok", r          # the rows after the failed capture are fine too
         if r["backend"] == user:

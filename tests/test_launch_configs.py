@@ -49,6 +49,28 @@ def test_decode_block_scores_split_into_short_pieces(monkeypatch):
     assert plan["grid"] == (256, 1)
 
 
+def test_block_scores_take_smaller_programs_except_in_decode(monkeypatch):
+    import torch
+    import kernels.flat_scores as fs
+
+    monkeypatch.setattr(fs, "INTERPRETED", False)
+    # a 1024-query chunk's block stage at 128K (1024 pooled keys): 128 query-head rows, 4 warps
+    ks = torch.zeros(1024, dtype=torch.int32)
+    bke = 1024 - 7 + torch.arange(1024, dtype=torch.int32) // 128
+    plan = fs.scores_plan(ks, bke, 64, pooled=True)
+    assert (plan["cfg"]["BLOCK_Q"], plan["cfg"]["num_warps"], plan["grid"]) == (2, 4, (512, 1))
+    assert fs.scores_plan(ks, bke, 64)["cfg"]["num_warps"] == 8            # flat keeps its rule
+    assert fs.scores_plan(ks, bke, 128, pooled=True)["cfg"]["BLOCK_Q"] == 1
+    # few heads: the flat rule stands (more queries per program would spill at 4 warps)
+    assert fs.scores_plan(ks, bke, 4, pooled=True)["cfg"] == fs.scores_plan(ks, bke, 4)["cfg"]
+    # a config given wins
+    assert fs.scores_plan(ks, bke, 64, config=dict(num_warps=8), pooled=True)["cfg"]["num_warps"] == 8
+    # decode (queries that share no keys): one query per program with the flat rule's warps
+    dks = torch.arange(64, dtype=torch.int32) * 1024
+    plan = fs.scores_plan(dks, dks + 1024, 64, pooled=True)
+    assert (plan["cfg"]["BLOCK_Q"], plan["cfg"]["num_warps"]) == (1, 8) and plan["grid"] == (64, 4)
+
+
 def test_gather_programs_for_few_queries(monkeypatch):
     import kernels.gather_scores as gs
 
