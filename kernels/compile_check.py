@@ -238,7 +238,8 @@ def _gather_wgmma_cases():
         yield name, gw._gather_scores_wgmma_kernel, dict(
             q_desc=mangle_type(descs[0]), k_desc=mangle_type(descs[1]), K_SCALE="*fp32", W="*fp32", KEPT="*i32",
             KS="*i32", KE="*i32", OUT="*fp32", M="i32", stride_wt="i32", stride_kept="i32", stride_ot="i32"), dict(
-            H=H, BS=128, K_INSTR=256 // (8 * es), BLOCKS_PER_PROG=gather_config(1024, 64)["BLOCKS_PER_PROG"],
+            H=H, BS=128, K_INSTR=256 // (8 * es),
+            BLOCKS_PER_PROG=min(gw.MAX_BLOCKS_PER_PROG, gather_config(1024, 64)["BLOCKS_PER_PROG"]),
             HAS_SCALE=es == 1, num_warps=nw, **cfg), nw, cfg["STAGES"]
 
 

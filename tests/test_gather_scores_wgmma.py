@@ -113,6 +113,7 @@ CASES = [
     (9, 64, 64, 1111, 64, 7, torch.float16),        # B = 64: one tile per block, odd tile counts
     (6, 64, 32, 700, 256, 3, "fp8"),                # 32-byte rows, 2 whole-block copies per block
     (5, 64, 16, 400, 128, 3, torch.bfloat16),
+    (531, 64, 128, 9000, 128, 40, "fp8"),            # a chunk: each query's 40 blocks in programs of 16, 16, 8
 ]
 
 
