@@ -113,13 +113,13 @@ def cases():
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
         stride_wt="i32", stride_ot="i32"), dict(H=3, D=48, HP=4, DP=64, BLOCK_Q=64, BLOCK_N=64, HAS_SCALE=False,
                                                 FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=True), 8, 3
-    # HISA's block stage under the raw stage-1 rule: pooled keys, forced ends, no ReLU (the grid
-    # has the block stage's launch for every shape)
+    # HISA's block stage in a chunk under the raw stage-1 rule: pooled keys, forced ends, no ReLU,
+    # its launch in a chunk (flat_scores.POOLED_ROWS; the grid has the ReLU rule's for every shape)
     yield "flat_scores fp8 H64 D128 forced raw", flat_scores._flat_scores_kernel, dict(
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
-        stride_wt="i32", stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=4, BLOCK_N=64, HAS_SCALE=True,
-                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=False), 8, 5
+        stride_wt="i32", stride_ot="i32"), dict(H=64, D=128, HP=64, DP=128, BLOCK_Q=2, BLOCK_N=64, HAS_SCALE=True,
+                                                FORCE_ENDS=True, KEYS_AS_A=True, UPCAST=False, RELU=False), 4, 5
     yield "flat_scores fp8 H128 D256 (largest shape)", flat_scores._flat_scores_kernel, dict(
         Q="*fp8e4nv", K="*fp8e4nv", K_SCALE="*fp32", W="*fp32", KS="*i32", KE="*i32", OUT="*fp32",
         T="i32", N_KEYS="i32", SPLIT_N="i32", stride_qt="i32", stride_qh="i32", stride_kn="i32",
@@ -210,7 +210,7 @@ def _gather_wgmma_cases():
     """The Gluon gather kernel (kernels/gather_scores_wgmma.py; HISA's chunks use it on Hopper) for the shapes
     gather_wgmma_fits takes, B = 128, m = 64, 1024 queries: fp8 H64 D128 with its default config
     (whole-block copies, two 64-key products each), with the keys loaded to registers and with 64-key
-    copies (B = 64's tiles), bf16 H128 D64 (two products of 64 heads per tile)."""
+    copies (two per block: the layout B = 64 takes), bf16 H128 D64 (two products of 64 heads per tile)."""
     from kernels import gather_scores_wgmma as gw
     from kernels.gather_scores import gather_config
 
@@ -288,14 +288,15 @@ def grid_cases(heads=GRID_H, dims=GRID_D, dtypes=("fp8", "bf16"), block_sizes=(1
     """Every kernel config the launchers choose for (H, D, dtype): the flat score kernel for a
     query chunk (keys shared by its queries), for decode (one query per program) and for HISA's
     block scores in a chunk where they take their own launch (pooled keys: scores_plan's choice for
-    1024 queries over 1024 pooled keys), the HISA gather kernel, and pooling."""
+    4096 queries over 1024 pooled keys), the HISA gather kernel, and pooling."""
     import torch
 
     from kernels import flat_scores, gather_scores, pooling
     from kernels._runtime import next_pow2, padded_dim
 
-    pooled_ks = torch.zeros(1024, dtype=torch.int32)
-    pooled_ke = 1017 + torch.arange(1024, dtype=torch.int32) // 128
+    # (4096 queries: enough for the pooled launch at every head count it applies to, 16 and more)
+    pooled_ks = torch.zeros(4096, dtype=torch.int32)
+    pooled_ke = 1017 + torch.arange(4096, dtype=torch.int32) // 512
 
     for dtype in dtypes:
         t, es = DTYPES[dtype]

@@ -174,7 +174,10 @@ def _span(ks, ke, block_q, block_n):
 # 0.0292-0.0293 against 0.0357-0.0358 ms at 128K, 0.0193-0.0194 against 0.0231 at 64K (maxnreg=128:
 # 0.0308 / 0.0201; 128 rows at 8 warps: 0.0320 / 0.0208). The flat rule's 256-row programs take 143
 # registers, one program per SM; a row of 1024 pooled keys is only 16 key steps, too few to hide
-# each program's start. Decode batches keep their own rule (one query per program, below).
+# each program's start. Only where that was measured: queries that share their keys (a chunk, not a
+# decode batch) and enough of them that the flat rule's programs already number one per SM (from
+# 525 queries at 64 heads); fewer queries keep the flat rule and its key split (decode batches,
+# small chunks), as do fewer than 16 heads (below).
 POOLED_ROWS, POOLED_WARPS, POOLED_MIN_HEADS = 128, 4, 16
 
 
@@ -197,7 +200,8 @@ def scores_plan(ks, ke, H: int, config=None, split_n=None, fp8=True, D: int = 12
         # one query per program, or each would score its neighbours' keys too
         block_q = cfg["BLOCK_Q"] = max(1, 16 // hp)
         span = _span(ks, ke, block_q, block_n)
-    elif pooled and not INTERPRETED and hp >= POOLED_MIN_HEADS and not (config and "BLOCK_Q" in config):
+    elif (pooled and not INTERPRETED and hp >= POOLED_MIN_HEADS and not (config and "BLOCK_Q" in config)
+          and span <= width + block_n and triton.cdiv(T, block_q) >= 132):
         # queries that share their keys (a chunk), over pooled keys: smaller programs (POOLED_ROWS).
         # With fewer heads a program holds more queries, whose masks take registers: at 4 warps,
         # 32 queries of 4 heads spill (ptxas, Triton 3.9), so the flat rule stands there

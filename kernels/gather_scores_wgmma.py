@@ -13,7 +13,8 @@ block into tiles of SUB keys (a whole 128-key block by default) and:
   - copies key tiles by TMA into a ring of STAGES shared buffers, each completing on its own
     mbarrier, STAGES tiles ahead (a block is B contiguous keys, so a tile is one box of a 2-D
     descriptor over k; the kept ids are scalars, read one refill ahead);
-  - issues each product [64 keys x H heads] (a slice of the tile, KSPLIT = SUB / 64 per tile)
+  - issues each product [16 * num_warps keys (64: one warpgroup) x H / HEAD_SPLIT heads] (a slice of
+    the tile, KSPLIT = SUB / (16 * num_warps) per tile)
     asynchronously before the previous one's epilogue (ReLU, head weights, head sum, scale,
     store), so the tensor cores work while the CUDA cores do. Copying whole blocks halves the
     copies, barrier waits and refills per key against 64-key tiles: every copy's bookkeeping runs
@@ -22,7 +23,7 @@ block into tiles of SUB keys (a whole 128-key block by default) and:
     ptxas serializes every product of a loop whose in-flight product crosses the back edge and is
     then read (C7514); between groups the other programs on the SM keep the tensor cores busy;
   - refills a slot as soon as the products that read it have completed, before their epilogue;
-  - loads the next tile's key scales before waiting for the current product, so their latency
+  - loads the next key slice's scales before waiting for the current product, so their latency
     hides behind that wait and its epilogue.
 The query tile [H, D] is one TMA load held for the whole run, the head weights sit in registers;
 the MMA reads the keys from shared memory (A_IN_REGS: loaded to registers first).
@@ -35,7 +36,7 @@ FLOPs: 2 * H * D * B per kept block; bytes: B * D (+4 B of scale) per kept block
 score. Shared memory per program: (H + STAGES * SUB) * D elements (fp8 H64 D128, 2 x 128 keys: 40 KB).
 
 HISA's pipeline uses it on Hopper for chunks of at least indexers.GLUON_GATHER_MIN_ROWS queries where
-it takes the shape (0.163-0.169 against 0.189-0.191 ms for the Triton kernel, 1024 queries, H200);
+it takes the shape (0.159-0.167 against 0.189-0.194 ms for the Triton kernel, 1024 queries, H200);
 decode batches keep the Triton kernel. `python -m kernels.gather_scores_wgmma_bench` compares the two. `gather_wgmma_fits` says which
 shapes it takes (Hopper GPUs only, H of 64 or 128, rows of 32, 64 or 128 bytes, B a multiple of 64).
 Gluon kernels do not run in the Triton interpreter: tests/test_gather_scores_wgmma.py compares it
@@ -254,7 +255,7 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _store_scores(s, n, scale, ks, ke, ptrs, HAS_SCALE: gl.constexpr):
-        """One tile's scores: scaled, -inf where the key is not visible (a negative n, from
+        """One key slice's scores: scaled, -inf where the key is not visible (a negative n, from
         kept = -1, is below every ks)."""
         if HAS_SCALE:
             s = s * scale

@@ -327,8 +327,8 @@ def _block_stages(q, k, w, ks, ke, k_scale, B, m, chunks, pooling, include_pooli
 
 
 # Query rows per chunk from which HISA's token scores use the Gluon gather kernel where it takes the
-# shapes (kernels/gather_scores_wgmma.py): measured on an H200 at 1024 queries (0.163-0.169 ms
-# against 0.189-0.191 for the Triton kernel, docs/performance.md); decode batches keep the Triton
+# shapes (kernels/gather_scores_wgmma.py): measured on an H200 at 1024 queries (0.159-0.167 ms
+# against 0.189-0.194 for the Triton kernel, docs/performance.md); decode batches keep the Triton
 # kernel, whose launch rules were tuned for them and where the Gluon one was not timed.
 GLUON_GATHER_MIN_ROWS = 4 * 132
 

@@ -111,7 +111,7 @@ CASES = [
     (13, 128, 128, 2100, 128, 6, "fp8"),
     (10, 128, 64, 1500, 128, 5, torch.bfloat16),
     (9, 64, 64, 1111, 64, 7, torch.float16),        # B = 64: one tile per block, odd tile counts
-    (6, 64, 32, 700, 256, 3, "fp8"),                # 32-byte rows, 2 whole-block copies per block
+    (6, 64, 32, 700, 256, 3, "fp8"),                # 32-byte rows, two 128-key copies per block
     (5, 64, 16, 400, 128, 3, torch.bfloat16),
     (531, 64, 128, 9000, 128, 40, "fp8"),            # a chunk: each query's 40 blocks in programs of 16, 16, 8
 ]
@@ -123,21 +123,30 @@ def test_gather_wgmma_matches_reference_and_triton(T, H, D, N, B, m, dtype):
     run_case(T, H, D, N, B, m, dtype)
 
 
-@hopper
-@pytest.mark.parametrize("config", [
+# Each over H's default config (H 64: 128-key copies, 2 slots, groups of 1; H 128: 64-key copies, 4
+# slots, two head products each, groups of 2). 23 queries get 4 blocks per program unless a config
+# says otherwise: BLOCKS_PER_PROG 7 gives each program all 7 kept blocks, so that groups form.
+GATHER_CONFIGS = [
     {"A_IN_REGS": True},
-    {"GROUP": 1}, {"GROUP": 3}, {"GROUP": 8},       # pipelined groups, with tiles left over
-    {"STAGES": 2}, {"STAGES": 6},
-    {"SUB": 128, "num_warps": 8},                   # a whole block per tile, two warpgroups
-    {"SUB": 128, "STAGES": 2, "GROUP": 2},          # a whole block per copy, two products along its keys
+    {"GROUP": 2, "BLOCKS_PER_PROG": 7},             # pipelined groups, with a copy left over
+    {"GROUP": 3, "BLOCKS_PER_PROG": 7},
+    {"GROUP": 8, "BLOCKS_PER_PROG": 7},             # H 64: more than a program's copies, all left over
+    {"STAGES": 3, "BLOCKS_PER_PROG": 7}, {"STAGES": 6, "BLOCKS_PER_PROG": 7},
+    {"SUB": 128, "num_warps": 8},                   # two warpgroups: one 128-key product per copy
+    {"SUB": 128, "HEAD_SPLIT": 2, "GROUP": 2, "BLOCKS_PER_PROG": 7},   # key and head splits together
     {"SUB": 128, "STAGES": 3, "GROUP": 1},
     {"SUB": 128, "STAGES": 2, "GROUP": 3, "BLOCKS_PER_PROG": 5},
-    {"SUB": 128, "STAGES": 2, "A_IN_REGS": True},
-    {"SUB": 64, "STAGES": 4, "GROUP": 4},           # 64-key copies (H 64's default before whole blocks)
-    {"SUB": 64, "STAGES": 3, "GROUP": 3},
+    {"SUB": 128, "A_IN_REGS": True},
+    {"SUB": 64, "STAGES": 4, "GROUP": 4, "BLOCKS_PER_PROG": 7},   # 64-key copies (H 64's former default)
+    {"SUB": 64, "STAGES": 6, "GROUP": 3, "BLOCKS_PER_PROG": 7},
+    {"SUB": 64, "A_IN_REGS": True},
     {"BLOCKS_PER_PROG": 3},                         # an odd number of blocks per program
     {"SLOT_SYNC": True, "A_IN_REGS": True},
-])
+]
+
+
+@hopper
+@pytest.mark.parametrize("config", GATHER_CONFIGS)
 @pytest.mark.parametrize("H,dtype", [(64, "fp8"), (128, torch.bfloat16)])
 def test_gather_wgmma_configs(config, H, dtype):
     D = 128 if dtype == "fp8" else 64

@@ -69,6 +69,25 @@ def test_block_scores_take_smaller_programs_except_in_decode(monkeypatch):
     dks = torch.arange(64, dtype=torch.int32) * 1024
     plan = fs.scores_plan(dks, dks + 1024, 64, pooled=True)
     assert (plan["cfg"]["BLOCK_Q"], plan["cfg"]["num_warps"]) == (1, 8) and plan["grid"] == (64, 4)
+    # small batches the decode rule lets through keep the flat rule too: one sequence, and two of
+    # equal length (one program covers both, as before)
+    for n in (1, 2):
+        dks = torch.arange(n, dtype=torch.int32) * 1024
+        assert fs.scores_plan(dks, dks + 1024, 64, pooled=True)["cfg"] == fs.scores_plan(dks, dks + 1024, 64)["cfg"]
+    # a chunk too small for the flat rule's programs to fill the SMs keeps it (524 queries: 131
+    # programs of 4 queries at 64 heads; 525 make 132 and take the pooled launch)
+    for T, pooled_launch in ((524, False), (525, True)):
+        cks, cke = torch.zeros(T, dtype=torch.int32), 1017 + torch.arange(T, dtype=torch.int32) // 128
+        got = fs.scores_plan(cks, cke, 64, pooled=True)["cfg"]["num_warps"]
+        assert got == (4 if pooled_launch else 8), T
+    # the boundary in heads, with queries enough for 132 of the flat rule's 16-query programs:
+    # 16 heads take it, 8 do not
+    cks, cke = torch.zeros(4096, dtype=torch.int32), 1017 + torch.arange(4096, dtype=torch.int32) // 512
+    assert fs.scores_plan(cks, cke, 16, pooled=True)["cfg"]["num_warps"] == 4
+    assert fs.scores_plan(cks, cke, 8, pooled=True)["cfg"] == fs.scores_plan(cks, cke, 8)["cfg"]
+    # a BLOCK_Q given leaves the launch to the config (and the flat rule's warps)
+    got = fs.scores_plan(ks, bke, 64, config=dict(BLOCK_Q=2), pooled=True)["cfg"]
+    assert (got["BLOCK_Q"], got["num_warps"]) == (2, 8)
 
 
 def test_gather_programs_for_few_queries(monkeypatch):

@@ -527,3 +527,32 @@ def test_step_time_includes_the_pooled_key_update(mode, monkeypatch, tmp_path):
     # the blocks (B 16) of the step's new keys: decode, the last key of each of 2 sequences of 128
     # (packed: 127 and 255); chunk, the 4 queries' own keys 124-127, one block
     assert updated == ([[7, 15]] if mode == "decode" else [[7]])
+
+
+def test_every_selection_mode_is_timed_from_a_cuda_graph(monkeypatch):
+    """Decode, chunk and prefill calls (and their stages) ask time_call for CUDA-graph replays;
+    on a CPU time_call falls back to the wall clock, and env.json's timing says how each mode is timed."""
+    import hisa_bench.measure.speed as speed_measure
+    from hisa_bench.backends import resolve
+    from hisa_bench.measure.speed import SweepConfig, run_sweep
+    from hisa_bench.measure.timing import TimingSettings
+    from tests.conftest import DEVICE
+
+    asked = []
+
+    def recording(fn, settings, device, info=None):
+        fn()
+        asked.append(settings.cuda_graph)
+        return 1.0, 1.0, 1.0
+
+    monkeypatch.setattr(speed_measure, "time_call", recording)
+    for mode in ("prefill", "chunk", "decode"):
+        asked.clear()
+        cfg = SweepConfig(modes=[mode], lengths=[128], batches=[2], queries=4, heads=2, dim=16, topk=32,
+                          block_sizes=[16], blocks=[2], device=DEVICE, stages=True)
+        rows = list(run_sweep(cfg, resolve(["flat", "hisa"]), TimingSettings(0.0, 0.0, 1)))
+        assert [r["status"] for r in rows] == ["ok", "ok"], rows
+        assert len(asked) > 2 and all(asked), (mode, asked)
+    timing = TimingSettings().as_dict("cuda")
+    assert timing["chunk"] == timing["prefill"] == "as decode" and timing["decode"].startswith("CUDA graph")
+    assert TimingSettings().as_dict("cpu")["prefill"] == "eager"

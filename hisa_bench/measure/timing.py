@@ -35,9 +35,13 @@ class TimingSettings:
                     "min_reps": min(self.min_reps, 3), "max_reps": CPU_MAX_REPS,
                     "compile": "excluded (one untimed call first)", "decode": "eager", "chunk": "eager",
                     "prefill": "eager", "topk": "eager"}
-        return {"method": "triton.testing.do_bench (CUDA events, L2 flushed before each call)",
+        return {"method": "decode, chunk and prefill: replays of one captured CUDA graph, each timed with "
+                          "CUDA events, L2 flushed between replays, at least 4 x min_reps replays; "
+                          "--mode topk and calls that cannot be captured: triton.testing.do_bench "
+                          "(CUDA events, L2 flushed before each call)",
                 "statistic": "median, p20, p80", "warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms,
                 "min_reps": self.min_reps, "compile": "excluded (one untimed call first)",
+                "warmup": "warmup_ms applies to do_bench; a graph is replayed twice untimed first",
                 "decode": "CUDA graph replays (L2 flushed between replays); a backend that cannot be "
                           "captured (it synchronises with the host) is timed eagerly, as its row's "
                           "timing column says",
