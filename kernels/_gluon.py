@@ -17,5 +17,22 @@ except Exception:       # pragma: no cover - depends on the installed Triton
     TensorDescriptor = tma_load = cta_barrier = None
     HAVE_GLUON = False
 
-__all__ = ["HAVE_GLUON", "TensorDescriptor", "cta_barrier", "fence_async_shared", "gl", "gluon", "mbarrier",
-           "tma_load", "warpgroup_mma", "warpgroup_mma_wait"]
+if HAVE_GLUON:
+    @gluon.jit
+    def barrier_ring(N: gl.constexpr):
+        """N mbarriers in shared memory, each completing on one arrival (the Gluon kernels: one
+        per key slot, STAGES of them, and one for the query tile)."""
+        bars = gl.allocate_shared_memory(gl.int64, [N, 1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(N):
+            mbarrier.init(bars.index(i), count=1)
+        return bars
+
+    @gluon.jit
+    def invalidate_ring(bars, N: gl.constexpr):
+        for i in gl.static_range(N):
+            mbarrier.invalidate(bars.index(i))
+else:
+    barrier_ring = invalidate_ring = None
+
+__all__ = ["HAVE_GLUON", "TensorDescriptor", "barrier_ring", "cta_barrier", "fence_async_shared", "gl", "gluon",
+           "invalidate_ring", "mbarrier", "tma_load", "warpgroup_mma", "warpgroup_mma_wait"]

@@ -28,6 +28,7 @@ import triton
 
 from ._gluon import (HAVE_GLUON, TensorDescriptor, fence_async_shared, gl, gluon, mbarrier, warpgroup_mma,
                      warpgroup_mma_wait)
+from ._gluon import barrier_ring, invalidate_ring
 from ._gluon import cta_barrier as _cta_barrier
 from ._gluon import tma_load as _tma_load
 
@@ -68,9 +69,7 @@ if HAVE_GLUON:
         q_smem = gl.allocate_shared_memory(q_desc.dtype, [R, D], q_desc.layout)
         k_bufs = gl.allocate_shared_memory(k_desc.dtype, [STAGES, BLOCK_N, D], k_desc.layout)
         w_smem = gl.allocate_shared_memory(gl.float32, [R], gl.SwizzledSharedLayout(1, 1, 1, order=[0]))
-        bars = gl.allocate_shared_memory(gl.int64, [STAGES + 1, 1], mbarrier.MBarrierLayout())
-        for i in gl.static_range(STAGES + 1):
-            mbarrier.init(bars.index(i), count=1)
+        bars = barrier_ring(STAGES + 1)
         q_bar = bars.index(STAGES)
 
         mbarrier.expect(q_bar, q_desc.block_type.nbytes)
@@ -157,8 +156,7 @@ if HAVE_GLUON:
             mbarrier.expect(bars.index(slot), k_desc.block_type.nbytes, pred=nj < n_tiles)
             _tma_load(k_desc, [n_begin + nj * BLOCK_N, 0], bars.index(slot),
                                             k_bufs.index(slot), pred=nj < n_tiles)
-        for i in gl.static_range(STAGES + 1):
-            mbarrier.invalidate(bars.index(i))
+        invalidate_ring(bars, STAGES + 1)
 
 
     @gluon.jit

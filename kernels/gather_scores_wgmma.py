@@ -51,6 +51,7 @@ from .gather_scores import gather_config
 
 from ._gluon import (HAVE_GLUON, TensorDescriptor, fence_async_shared, gl, gluon, mbarrier, warpgroup_mma,
                      warpgroup_mma_wait)
+from ._gluon import barrier_ring, invalidate_ring
 from ._gluon import cta_barrier as _cta_barrier
 from ._gluon import tma_load as _tma_load
 
@@ -94,9 +95,7 @@ if HAVE_GLUON:
         # shared memory: the query tile, the key ring, the barriers (STAGES slots + the query's)
         q_smem = gl.allocate_shared_memory(q_desc.dtype, [H, D], q_desc.layout)
         k_bufs = gl.allocate_shared_memory(k_desc.dtype, [STAGES, SUB, D], k_desc.layout)
-        bars = gl.allocate_shared_memory(gl.int64, [STAGES + 1, 1], mbarrier.MBarrierLayout())
-        for i in gl.static_range(STAGES + 1):
-            mbarrier.init(bars.index(i), count=1)
+        bars = barrier_ring(STAGES + 1)
         q_bar = bars.index(STAGES)
 
         mbarrier.expect(q_bar, q_desc.block_type.nbytes)
@@ -132,8 +131,7 @@ if HAVE_GLUON:
                 j0, n, scale, fill_b, n_tiles, q_smem, k_bufs, bars, k_desc, kept_row, out_row, K_SCALE, ks, ke,
                 w0, w1, r, zero, mma, 1, BS, SUB, TPB, MK, KSPLIT, HN, HEAD_SPLIT, STAGES, K_INSTR, HAS_SCALE,
                 A_IN_REGS, SLOT_SYNC)
-        for i in gl.static_range(STAGES + 1):
-            mbarrier.invalidate(bars.index(i))
+        invalidate_ring(bars, STAGES + 1)
 
 
     @gluon.jit

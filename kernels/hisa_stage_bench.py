@@ -38,6 +38,8 @@ def main(argv=None):
     ap.add_argument("--rep", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=1)
     a = ap.parse_args(argv)
+    if a.rounds < 1 or a.rep < 1:
+        raise SystemExit(f"error: --rounds and --rep must be at least 1, got {a.rounds} and {a.rep}")
     require_gpu("hisa_stage_bench")
     variants = {"default": None, **{spec: parse_config(spec) for spec in a.configs.split(";") if spec}}
     rows = []
